@@ -1,0 +1,43 @@
+import logging
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.db.models.signals import post_migrate
+
+logger = logging.getLogger("backoffice")
+
+
+class BackofficeConfig(AppConfig):
+    name = "backoffice"
+    verbose_name = "Back-office"
+
+    def ready(self) -> None:
+        from backoffice import auth_events  # noqa: F401  (connects the sign-in receivers)
+        from backoffice.navigation import Screen, register_screen
+
+        register_screen(
+            Screen(
+                key="home",
+                title="Home",
+                url_name="home",
+                permission=None,
+                section="Overview",
+                description="Your role and the screens you may use.",
+                hotkey="h",
+            )
+        )
+        post_migrate.connect(_sync_roles_after_migrate, sender=self)
+        if not settings.REDIS_URL:
+            logger.warning(
+                "REDIS_URL is not set: Celery tasks run in-process (eager) and beat schedules do not run. "
+                "Set REDIS_URL=redis://127.0.0.1:6379/0 for a real worker."
+            )
+
+
+def _sync_roles_after_migrate(sender, using="default", **kwargs):
+    """Roles follow the code after every migrate (idempotent; see backoffice.roles)."""
+    from django.utils import timezone
+
+    from backoffice.services.roles import roles_sync
+
+    roles_sync(now=timezone.now(), strict=False)

@@ -1,0 +1,12 @@
+"""Celery beat schedules, in code and in UTC. Business-day boundaries are computed by the tasks
+themselves in BUSINESS_TIMEZONE (backoffice.clock), never by the schedule."""
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE = {
+    # Walk the audit hash chain every hour so tampering is noticed the same day.
+    "audit-chain-verify-hourly": {
+        "task": "audit.tasks.audit_chain_verify",
+        "schedule": crontab(minute=7),
+    },
+}

@@ -1,0 +1,79 @@
+"""Roles and their per-action permissions (invariant 9: least privilege).
+
+A role is a Django group. Its permissions are listed here, by action, and applied idempotently by
+`roles_sync` after every migrate and by `manage.py roles_sync`. No role holds every permission;
+superuser is engineering break-glass only and belongs to no role.
+
+Later apps add their action permissions to the sets below in the same change that adds the
+permission, so the map stays the single statement of who may do what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    title: str
+    purpose: str
+
+
+ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role(
+            "support_ops",
+            "Support operations",
+            "Answers merchant and customer questions; masked data, no money actions.",
+        ),
+        Role(
+            "payment_ops",
+            "Payment operations",
+            "Investigates and repairs payments, provider references and timelines.",
+        ),
+        Role(
+            "finance_ops",
+            "Finance operations",
+            "Proposes adjustments and works reconciliation breaks (maker).",
+        ),
+        Role("finance_manager", "Finance manager", "Approves or rejects money-moving changes (checker)."),
+        Role("risk_ops", "Risk operations", "Reviews risk cases and merchant capability restrictions."),
+        Role("compliance_ops", "Compliance operations", "Reviews compliance cases and restrictions."),
+        Role(
+            "sre",
+            "Site reliability engineering",
+            "Technical metadata, maintenance, audit chain; no personal data.",
+        ),
+        Role("auditor", "Auditor", "Reads the audit trail and exports it; changes nothing."),
+    )
+}
+
+# "app_label.codename" per role.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "support_ops": frozenset(),
+    "payment_ops": frozenset(),
+    "finance_ops": frozenset(),
+    "finance_manager": frozenset(),
+    "risk_ops": frozenset(),
+    "compliance_ops": frozenset(),
+    "sre": frozenset({"audit.view_auditevent"}),
+    "auditor": frozenset({"audit.view_auditevent", "audit.export_auditevent"}),
+}
+
+
+def user_role_names(user) -> list[str]:
+    """The back-office roles a user holds (group names that are roles), sorted."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    cached = getattr(user, "_backoffice_roles", None)
+    if cached is None:
+        cached = sorted(name for name in user.groups.values_list("name", flat=True) if name in ROLES)
+        user._backoffice_roles = cached
+    return cached
+
+
+def roles_holding(permission: str) -> list[str]:
+    """Role names that grant `permission`: shown on a refusal so the user knows whom to ask."""
+    return sorted(name for name, perms in ROLE_PERMISSIONS.items() if permission in perms)

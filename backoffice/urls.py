@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from backoffice.views import auth, health, home
+
+admin.site.site_header = "Payment back-office: engineering admin"
+admin.site.site_title = "Back-office admin"
+
+urlpatterns = [
+    path("", home.HomeView.as_view(), name="home"),
+    path("login/", auth.LoginView.as_view(), name="login"),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("healthz", health.healthz, name="healthz"),
+    path("audit/", include("audit.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler403 = "backoffice.views.errors.permission_denied"
+handler404 = "backoffice.views.errors.page_not_found"
+handler500 = "backoffice.views.errors.server_error"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serve the back-office for development. With REDIS_URL set, also a Celery worker and beat,
+# stopped together with the web server.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+pids=()
+cleanup() {
+  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if [ -n "${REDIS_URL:-}" ]; then
+  mkdir -p var
+  "$PY" -m celery -A backoffice worker --loglevel=INFO --concurrency=2 &
+  pids+=($!)
+  "$PY" -m celery -A backoffice beat --loglevel=INFO --schedule=var/celerybeat-schedule &
+  pids+=($!)
+  echo "Celery worker and beat started against $REDIS_URL"
+else
+  echo "REDIS_URL is unset: tasks run in-process; no worker or beat is started."
+fi
+echo "Back-office on http://$HOST:$PORT/  (demo logins: see README)"
+"$PY" manage.py runserver "$HOST:$PORT" --noreload &
+pids+=($!)
+wait -n

@@ -1,0 +1,3 @@
+from tests.factories.users import UserFactory, user_with_role
+
+__all__ = ["UserFactory", "user_with_role"]
