@@ -39,7 +39,11 @@ def ensure_running(var_dir: Path) -> dict:
             # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback is fine here.
             warnings.simplefilter("ignore")
             import pgserver
+            from pgserver.postgres_server import PostgresServer
 
+            if pgdata.exists():
+                with PostgresServer._lock:
+                    _forget_dead_processes(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
         uri = server.get_uri()
         _ensure_database(uri)
@@ -63,6 +67,26 @@ def ensure_running(var_dir: Path) -> dict:
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": False,
     }
+
+
+def _forget_dead_processes(pgdata: Path) -> None:
+    """pgserver stops the server when the last attached process exits, counting attached processes
+    in a file. A process killed without running its exit handlers (SIGKILL, SIGTERM) stays in that
+    file forever and the server would never stop again, so dead processes are pruned first."""
+    import json
+
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def _ensure_database(server_uri: str) -> None:

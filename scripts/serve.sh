@@ -7,7 +7,8 @@ HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 pids=()
 cleanup() {
-  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  # SIGINT, not SIGTERM: Python then runs its exit handlers, which stop the embedded PostgreSQL.
+  for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
