@@ -11,8 +11,10 @@ def demo_users(transactional_db):
     call_command("demo_seed")
 
 
-def sign_in(page, live_server, username: str) -> None:
+def sign_in(page, live_server, username: str, screenshot=None) -> None:
     page.goto(f"{live_server.url}/login/")
+    if screenshot:
+        screenshot("login")
     page.fill("#id_username", username)
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("button[type=submit]")
@@ -20,7 +22,7 @@ def sign_in(page, live_server, username: str) -> None:
 
 
 def test_support_user_sees_only_their_screens(page, live_server, demo_users, screenshot):
-    sign_in(page, live_server, "support")
+    sign_in(page, live_server, "support", screenshot)
     assert "support" in page.inner_text("[data-testid=whoami]")
     assert "Support operations" in page.inner_text("[data-testid=role]")
     nav = page.inner_text("[data-testid=nav]")
