@@ -19,6 +19,7 @@ from backoffice.masking import mask_card_numbers, mask_snapshot
 
 # pg_advisory_xact_lock key that serialises the chain head ("audit" in ASCII).
 CHAIN_LOCK_KEY = 0x6175646974
+_CHAIN_HEAD_SQL = "SELECT nextval('audit_event_seq'), (SELECT hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1)"
 
 
 def _json_safe(value: Any) -> Any:
@@ -82,12 +83,13 @@ def audit_record(
     }
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
+            # The head must be read by a statement that starts after the lock is held: under
+            # READ COMMITTED each statement takes its snapshot when it starts, so a head read in
+            # the locking statement itself could miss the previous holder's commit.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-            cursor.execute("SELECT hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
-            row = cursor.fetchone()
-            cursor.execute("SELECT nextval('audit_event_seq')")
-            (seq,) = cursor.fetchone()
-        fields["prev_hash"] = row[0] if row else GENESIS_HASH
+            cursor.execute(_CHAIN_HEAD_SQL)
+            seq, head = cursor.fetchone()
+        fields["prev_hash"] = head or GENESIS_HASH
         fields["seq"] = seq
         fields["hash"] = event_hash(fields)
         return AuditEvent.objects.create(**fields)
