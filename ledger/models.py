@@ -206,6 +206,9 @@ class LedgerEntry(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.direction} {self.amount_minor} {self.currency} on account {self.account_id}"
+
 
 class LedgerBalance(models.Model):
     """Projection of an account's entries, updated in the posting transaction under a row lock.
@@ -235,6 +238,9 @@ class LedgerBalance(models.Model):
                 condition=Q(allow_negative=True) | Q(balance_minor__gte=0), name="ledger_balance_not_below_zero"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"balance of account {self.account_id}: {self.balance_minor}"
 
 
 class AmountComponent(models.TextChoices):
@@ -276,3 +282,6 @@ class PostingRuleLine(models.Model):
         ordering = ["rule", "line_no"]
         default_permissions = ("view",)
         constraints = [models.UniqueConstraint(fields=["rule", "line_no"], name="ledger_rule_line_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.account_role} {self.component}"

@@ -33,7 +33,7 @@ from backoffice.errors import DomainError, IdempotencyConflict, ValidationFailed
 from backoffice.ids import new_public_id
 from backoffice.money import CurrencyError, currency_exponent
 from ledger.errors import AccountNotOpen, AlreadyReversed, InsufficientFunds, LedgerBusy, UnbalancedJournal
-from ledger.models import AccountStatus, Direction, LedgerAccount, LedgerJournal
+from ledger.models import AccountStatus, Direction, LedgerJournal
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,8 @@ def _insert_batch(
         existing = [r for r in ordered if r.idempotency_key not in inserted]
         if existing:
             cursor.execute(
-                "SELECT idempotency_key, request_hash, public_id FROM ledger_ledgerjournal WHERE idempotency_key = ANY(%s)",
+                "SELECT idempotency_key, request_hash, public_id FROM ledger_ledgerjournal"
+                " WHERE idempotency_key = ANY(%s)",
                 [[r.idempotency_key for r in existing]],
             )
             found = {key: (digest, pid) for key, digest, pid in cursor.fetchall()}
