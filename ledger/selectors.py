@@ -33,8 +33,8 @@ def _entry_totals(account_ids: list[int], as_of: dt.date | None = None) -> dict[
         return {}
     sql = """
         SELECT e.account_id,
-               coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT'), 0),
-               coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT'), 0)
+               coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT'), 0)::bigint,
+               coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT'), 0)::bigint
           FROM ledger_ledgerentry e
     """
     params: list = [account_ids]
@@ -125,7 +125,7 @@ def account_statement(
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT coalesce(sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE -amount_minor END), 0)
+            SELECT coalesce(sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE -amount_minor END), 0)::bigint
               FROM ledger_ledgerentry WHERE account_id = %s AND id <= %s
             """,
             [account.pk, after or 0],
@@ -168,3 +168,7 @@ def journal_detail(*, public_id: str) -> LedgerJournal | None:
 
 def journals_for_source(*, source_type: str, source_id: str) -> list[LedgerJournal]:
     return list(LedgerJournal.objects.filter(source_type=source_type, source_id=source_id).order_by("id"))
+
+
+def account_by_code(*, code: str) -> LedgerAccount | None:
+    return LedgerAccount.objects.filter(code=code).first()
