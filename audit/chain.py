@@ -1,4 +1,10 @@
-"""How an audit event is hashed. Shared by the writer and the verifier, so they cannot drift."""
+"""How an audit event is hashed. Shared by the writer and the verifier, so they cannot drift.
+
+An event's content hash covers every column except its chain position (seq, prev_hash, hash);
+its chain hash is sha256(prev_hash + content_hash). The content hash is computed in Python before
+the chain lock is taken; the chain link (lock, head, sequence, chain hash) is one database
+function, `audit_chain_link`, so the lock is held for one statement and the commit.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,12 @@ import hashlib
 import json
 from typing import Any
 
-# Every stored field except `hash` itself, in a fixed order.
-HASHED_FIELDS = (
-    "seq", "event_id", "occurred_at", "actor", "actor_user_id", "actor_roles", "session_hash", "ip_hash",
+CONTENT_FIELDS = (
+    "event_id", "occurred_at", "actor", "actor_user_id", "actor_roles", "session_hash", "ip_hash",
     "correlation_id", "event_type", "action_type", "target_type", "target_id", "reason_code",
-    "reason_text", "case_ref", "approval_ref", "result", "error_code", "error_message", "before",
-    "after", "prev_hash",
+    "reason_text", "case_ref", "approval_ref", "result", "error_code", "error_message", "before", "after",
 )  # fmt: skip
+HASHED_FIELDS = ("seq", *CONTENT_FIELDS, "prev_hash")
 
 
 def _timestamp(value: dt.datetime) -> str:
@@ -21,11 +26,20 @@ def _timestamp(value: dt.datetime) -> str:
 
 
 def canonical_bytes(fields: dict[str, Any]) -> bytes:
-    payload = {name: fields[name] for name in HASHED_FIELDS}
+    payload = {name: fields[name] for name in CONTENT_FIELDS}
     payload["occurred_at"] = _timestamp(payload["occurred_at"])
     payload["actor_roles"] = list(payload["actor_roles"] or [])
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def event_hash(fields: dict[str, Any]) -> str:
+def content_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
+
+
+def link_hash(prev_hash: str, content: str) -> str:
+    """Must equal the database's encode(sha256(convert_to(prev_hash || content, 'UTF8')), 'hex')."""
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def event_hash(fields: dict[str, Any]) -> str:
+    return link_hash(fields["prev_hash"], content_hash(fields))

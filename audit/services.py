@@ -10,16 +10,26 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import event_hash
+from audit.chain import CONTENT_FIELDS, content_hash
 from audit.context import current
-from audit.models import GENESIS_HASH, AuditEvent, AuditResult
+from audit.models import AuditEvent, AuditResult
 from backoffice.actors import Actor
 from backoffice.ids import new_public_id
 from backoffice.masking import mask_card_numbers, mask_snapshot
 
-# pg_advisory_xact_lock key that serialises the chain head ("audit" in ASCII).
-CHAIN_LOCK_KEY = 0x6175646974
-_CHAIN_HEAD_SQL = "SELECT nextval('audit_event_seq'), (SELECT hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1)"
+_INSERT_COLUMNS = (*CONTENT_FIELDS, "seq", "prev_hash", "hash")
+# In INSERT ... SELECT the parameters are typed by their casts, not by the target columns.
+_CASTS = {"occurred_at": "timestamptz", "actor_user_id": "bigint", "actor_roles": "varchar[]",
+          "before": "jsonb", "after": "jsonb"}  # fmt: skip
+# One statement appends the event: audit_chain_link (migration 0003) takes the chain lock, reads
+# the head with a fresh snapshot, takes the sequence value and computes the chain hash.
+_APPEND_SQL = (
+    "INSERT INTO audit_auditevent ("  # noqa: S608 (column names are constants)
+    + ", ".join(_INSERT_COLUMNS)
+    + ") SELECT "
+    + ", ".join("%s::" + _CASTS.get(name, "text") for name in CONTENT_FIELDS)
+    + ", l.link_seq, l.link_prev, l.link_hash FROM audit_chain_link(%s) AS l RETURNING seq, prev_hash, hash"
+)
 
 
 def _json_safe(value: Any) -> Any:
@@ -81,15 +91,14 @@ def audit_record(
         "before": _json_safe(before),
         "after": _json_safe(after),
     }
-    with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
-            # The head must be read by a statement that starts after the lock is held: under
-            # READ COMMITTED each statement takes its snapshot when it starts, so a head read in
-            # the locking statement itself could miss the previous holder's commit.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-            cursor.execute(_CHAIN_HEAD_SQL)
-            seq, head = cursor.fetchone()
-        fields["prev_hash"] = head or GENESIS_HASH
-        fields["seq"] = seq
-        fields["hash"] = event_hash(fields)
-        return AuditEvent.objects.create(**fields)
+    digest = content_hash(fields)  # before the chain lock: the lock covers one statement and the commit
+    params = [
+        json.dumps(fields[name]) if name in ("before", "after") and fields[name] is not None else fields[name]
+        for name in CONTENT_FIELDS
+    ]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(_APPEND_SQL, [*params, digest])
+        fields["seq"], fields["prev_hash"], fields["hash"] = cursor.fetchone()
+    event = AuditEvent(**fields)
+    event._state.adding = False
+    return event
