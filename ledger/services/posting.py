@@ -165,8 +165,8 @@ UPDATE ledger_ledgerbalance AS b
 
 def _insert_batch(
     requests: Sequence[JournalRequest], accounts: dict[int, tuple], actor: Actor, now: dt.datetime
-) -> tuple[list[str], list[str]]:
-    """Write journals, balances and entries. Returns (new keys, keys that already existed)."""
+) -> tuple[dict[str, LedgerJournal], list[str]]:
+    """Write journals, balances and entries. Returns ({key: new journal}, keys that already existed)."""
     # Keys in one order for every poster: two batches sharing keys cannot deadlock on the index.
     ordered = sorted(requests, key=lambda r: r.idempotency_key)
     public_ids = [new_public_id("lj") for _ in ordered]
@@ -199,7 +199,7 @@ def _insert_batch(
                     )
         new = [r for r in ordered if r.idempotency_key in inserted]
         if not new:
-            return [], [r.idempotency_key for r in existing]
+            return {}, [r.idempotency_key for r in existing]
 
         deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         entry_cols: tuple[list, ...] = ([], [], [], [], [])
@@ -227,7 +227,29 @@ def _insert_batch(
                     raise InsufficientFunds(_insufficient_message(ids, deltas, accounts)) from exc
                 raise
         cursor.execute(_INSERT_ENTRIES, [list(col) for col in entry_cols])
-    return [r.idempotency_key for r in new], [r.idempotency_key for r in existing]
+    # The caller gets the journals as written, without reading them back.
+    public_by_key = {r.idempotency_key: pid for pid, r in zip(public_ids, ordered, strict=True)}
+    posted = {}
+    for r in new:
+        journal = LedgerJournal(
+            id=inserted[r.idempotency_key],
+            public_id=public_by_key[r.idempotency_key],
+            journal_type=r.journal_type,
+            source_type=r.source.type,
+            source_id=r.source.id,
+            accounting_date=r.accounting_date,
+            posted_at=now,
+            description=r.description[:300],
+            idempotency_key=r.idempotency_key,
+            request_hash=r.request_hash,
+            reverses_id=r.reverses_id,
+            case_ref=r.case_ref,
+            approval_ref=r.approval_ref,
+            posted_by=actor.label,
+        )
+        journal._state.adding = False
+        posted[r.idempotency_key] = journal
+    return posted, [r.idempotency_key for r in existing]
 
 
 def _insufficient_message(ids, deltas, accounts) -> str:
@@ -290,17 +312,18 @@ def _post(
             with transaction.atomic():
                 accounts = _load_accounts({line.account_id for r in hashed for line in r.lines})
                 _check_accounts(hashed, accounts)
-                new_keys, _ = _insert_batch(hashed, accounts, actor, now)
-                if new_keys:
-                    _audit_posted(hashed, new_keys, actor=actor, now=now, batch_key=batch_key)
-                return new_keys
+                posted, replayed = _insert_batch(hashed, accounts, actor, now)
+                if posted:
+                    _audit_posted(hashed, list(posted), actor=actor, now=now, batch_key=batch_key)
+                return posted, replayed
 
-        _run_with_retries(attempt)
+        posted, replayed = _run_with_retries(attempt)
     except DomainError as exc:
         _audit_refusal(exc, hashed, actor, now, "ledger.journal_refused")
         raise
-    by_key = LedgerJournal.objects.in_bulk([r.idempotency_key for r in hashed], field_name="idempotency_key")
-    return [by_key[r.idempotency_key] for r in hashed]
+    if replayed:
+        posted.update(LedgerJournal.objects.in_bulk(replayed, field_name="idempotency_key"))
+    return [posted[r.idempotency_key] for r in hashed]
 
 
 def _audit_posted(requests, new_keys, *, actor, now, batch_key) -> None:
