@@ -54,12 +54,14 @@ ROLES: dict[str, Role] = {
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "support_ops": frozenset(),
     "payment_ops": frozenset(),
-    "finance_ops": frozenset(),
-    "finance_manager": frozenset(),
+    "finance_ops": frozenset({"ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}),
+    "finance_manager": frozenset({"ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}),
     "risk_ops": frozenset(),
     "compliance_ops": frozenset(),
     "sre": frozenset({"audit.view_auditevent"}),
-    "auditor": frozenset({"audit.view_auditevent", "audit.export_auditevent"}),
+    "auditor": frozenset(
+        {"audit.view_auditevent", "audit.export_auditevent", "ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}
+    ),
 }
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("audit/", include("audit.urls")),
+    path("ledger/", include("ledger.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -3,3 +3,34 @@ from django.apps import AppConfig
 
 class LedgerConfig(AppConfig):
     name = "ledger"
+    verbose_name = "Ledger"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from backoffice.navigation import Screen, register_screen
+
+        # Test-database flushes empty the seeded chart; re-ensure it (creates only what is missing).
+        post_migrate.connect(_ensure_chart, sender=self)
+
+        # One menu entry: statements and journals are reached from it by links, and their views
+        # reuse this screen (with their own permission) so the menu highlights where they came from.
+        register_screen(
+            Screen(
+                key="ledger_accounts",
+                title="Chart of accounts",
+                url_name="ledger:account_list",
+                permission="ledger.view_ledgeraccount",
+                section="Money",
+                description="Ledger accounts with balances; statements and journals, read-only.",
+                hotkey="l",
+            )
+        )
+
+
+def _ensure_chart(sender, **kwargs):
+    from django.apps import apps
+
+    from ledger.chart import ensure_chart
+
+    ensure_chart(apps)

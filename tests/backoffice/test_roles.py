@@ -15,6 +15,7 @@ SCREEN_MATRIX = {
     "home": set(ROLES),
     "audit:event_list": {"auditor", "sre"},
     "audit:event_export": {"auditor"},
+    "ledger:account_list": {"finance_ops", "finance_manager", "auditor"},
 }
 
 

@@ -70,7 +70,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def replay(self, data):
         key = data.draw(st.sampled_from(sorted(self.journals)))
         journal, debit, credit, amount, _ = self.journals[key]
-        again = transfer(self.accounts[debit], self.accounts[credit], amount, idempotency_key=key, date=journal.accounting_date)
+        again = transfer(
+            self.accounts[debit], self.accounts[credit], amount, idempotency_key=key, date=journal.accounting_date
+        )
         assert again.pk == journal.pk
 
     @precondition(lambda self: self.journals)
@@ -87,8 +89,14 @@ class LedgerMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(self.journals)))
         record = self.journals[key]
         journal, debit, credit, amount, reversed_ = record
-        call = dict(journal=journal, reason_code="TEST", reason_text="model reversal", idempotency_key=f"rev-{uuid.uuid4().hex}",
-                    actor=ACTOR, now=now())
+        call = dict(
+            journal=journal,
+            reason_code="TEST",
+            reason_text="model reversal",
+            idempotency_key=f"rev-{uuid.uuid4().hex}",
+            actor=ACTOR,
+            now=now(),
+        )
         if reversed_:
             with pytest.raises(AlreadyReversed):
                 journal_reverse(**call)
