@@ -58,14 +58,11 @@ def _owner_for(role: str, merchant_ref: str, specs: dict[str, ChartAccountSpec])
     return merchant_ref if spec.owner_kind == OwnerKind.MERCHANT else ""
 
 
-def posting_preview(
-    *, rule_code: str, currency: str, amounts: dict[str, int], merchant_ref: str = ""
-) -> list[PreviewLine]:
-    """The lines a rule would post, without writing anything (used by approval previews)."""
+def _rule_lines(rule_code: str, currency: str, amounts: dict[str, int], merchant_ref: str):
+    """Yield (rule line, amount, owner ref, spec) for each non-zero line a rule produces."""
     rule = _rule(rule_code)
     resolved = _component_amounts(rule, amounts)
     specs = {s.role: s for s in ChartAccountSpec.objects.all()}
-    preview = []
     for line in rule.lines.all():
         amount = resolved[line.component]
         if amount == 0:
@@ -73,12 +70,21 @@ def posting_preview(
         owner = _owner_for(line.account_role, merchant_ref, specs)
         if specs[line.account_role].owner_kind == OwnerKind.MERCHANT and not owner:
             raise ValidationFailed(f"{rule_code} posts to a merchant account: give the merchant reference")
+        yield line, amount, owner, specs[line.account_role]
+
+
+def posting_preview(
+    *, rule_code: str, currency: str, amounts: dict[str, int], merchant_ref: str = ""
+) -> list[PreviewLine]:
+    """The lines a rule would post, without writing anything (used by approval previews)."""
+    preview = []
+    for line, amount, owner, spec in _rule_lines(rule_code, currency, amounts, merchant_ref):
         existing = account_find(role=line.account_role, currency=currency, owner_ref=owner)
         preview.append(
             PreviewLine(
                 direction=line.direction,
                 account_role=line.account_role,
-                account_code=existing.code if existing else account_code(specs[line.account_role], currency, owner),
+                account_code=existing.code if existing else account_code(spec, currency, owner),
                 account_exists=existing is not None,
                 amount=Money(amount, currency),
             )
@@ -90,18 +96,15 @@ def posting_lines(
     *, rule_code: str, currency: str, amounts: dict[str, int], merchant_ref: str = "", actor: Actor, now: dt.datetime
 ) -> list[PostingLine]:
     """The lines a rule posts, with accounts opened on demand (a write: call inside the posting)."""
-    rule = _rule(rule_code)
-    resolved = _component_amounts(rule, amounts)
-    specs = {s.role: s for s in ChartAccountSpec.objects.all()}
-    lines = []
-    for line in rule.lines.all():
-        amount = resolved[line.component]
-        if amount == 0:
-            continue
-        owner = _owner_for(line.account_role, merchant_ref, specs)
-        account = account_for(role=line.account_role, currency=currency, owner_ref=owner, actor=actor, now=now)
-        lines.append(PostingLine(account.pk, line.direction, amount, currency))
-    return lines
+    return [
+        PostingLine(
+            account_for(role=line.account_role, currency=currency, owner_ref=owner, actor=actor, now=now).pk,
+            line.direction,
+            amount,
+            currency,
+        )
+        for line, amount, owner, _ in _rule_lines(rule_code, currency, amounts, merchant_ref)
+    ]
 
 
 def journal_post_rule(
