@@ -7,6 +7,7 @@ import datetime as dt
 
 from django.db import transaction
 
+from audit.models import AuditResult
 from audit.services import audit_record
 from backoffice.actors import Actor
 from backoffice.errors import ValidationFailed
@@ -20,9 +21,15 @@ def metadata_update(*, obj, changes: dict[str, str], actor: Actor, now: dt.datet
     """Write only the named metadata columns of `obj` (locked), with an audit event of the change."""
     model = type(obj)
     allowed = EDITABLE.get(model, ())
+    target_type, key = TARGET.get(model, (model.__name__.lower(), "pk"))
     if not changes or set(changes) - set(allowed):
-        raise ValidationFailed(f"only {', '.join(allowed) or 'nothing'} may be edited on {model.__name__}")
-    target_type, key = TARGET[model]
+        exc = ValidationFailed(f"only {', '.join(allowed) or 'nothing'} may be edited on {model.__name__}")
+        audit_record(
+            event_type=f"{target_type}.metadata_refused", result=AuditResult.REFUSED, actor=actor,
+            action_type="METADATA_EDIT", target_type=target_type, target_id=str(getattr(obj, key)),
+            error_code=exc.code, error_message=exc.message, after={"fields": sorted(changes)}, now=now,
+        )  # fmt: skip
+        raise exc
     with transaction.atomic():
         current = model.objects.select_for_update().get(pk=obj.pk)
         before = {name: getattr(current, name) for name in changes}

@@ -114,7 +114,8 @@ def _validate(request: JournalRequest) -> None:
 def _load_accounts(account_ids: set[int]) -> dict[int, tuple]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, code, currency, status, is_hot FROM ledger_ledgeraccount WHERE id = ANY(%s)",
+            "SELECT id, code, currency, status, is_hot, allow_negative, normal_side FROM ledger_ledgeraccount"
+            " WHERE id = ANY(%s)",
             [list(account_ids)],
         )
         return {row[0]: row for row in cursor.fetchall()}
@@ -126,7 +127,7 @@ def _check_accounts(requests: Sequence[JournalRequest], accounts: dict[int, tupl
             account = accounts.get(line.account_id)
             if account is None:
                 raise ValidationFailed(f"no ledger account with id {line.account_id}")
-            _, code, currency, status, _ = account
+            _, code, currency, status, *_ = account
             if currency != line.currency:
                 raise ValidationFailed(f"a {line.currency} line cannot post to {code}, which is in {currency}")
             if status != AccountStatus.OPEN:
@@ -253,10 +254,16 @@ def _insert_batch(
 
 
 def _insufficient_message(ids, deltas, accounts) -> str:
-    # Read after the refusal for the message only; the refusal itself came from the database.
-    return "the posting would take a non-negative account below zero: " + ", ".join(
-        accounts[i][1] for i in ids if deltas[i][0] != deltas[i][1]
-    )
+    """Name the non-negative accounts this posting takes down (the refusal itself came from the
+    database's floor constraint; this only says which accounts it concerns)."""
+
+    def decreases(i: int) -> bool:
+        debit, credit = deltas[i]
+        sign = 1 if accounts[i][6] == Direction.DEBIT else -1
+        return (debit - credit) * sign < 0
+
+    names = [accounts[i][1] for i in ids if not accounts[i][5] and decreases(i)]
+    return "the posting would take a non-negative account below zero: " + ", ".join(names)
 
 
 def _run_with_retries(fn):

@@ -27,3 +27,5 @@ def test_money_relevant_columns_are_refused(field):
         metadata_update(obj=acct, changes={field: "X"}, actor=ACTOR, now=now())
     fresh = LedgerAccount.objects.get(pk=acct.pk)
     assert (fresh.currency, fresh.allow_negative, fresh.status) == ("IDR", True, "OPEN")
+    refusal = AuditEvent.objects.filter(event_type="ledger_account.metadata_refused").latest("seq")
+    assert (refusal.result, refusal.target_id, refusal.after) == ("REFUSED", "1000-IDR", {"fields": [field]})
