@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from audit.models import AuditEvent
 from backoffice.clock import business_timezone
@@ -68,3 +68,15 @@ def audit_event_export_rows(*, filters: AuditFilter, chunk_size: int = 2000):
 
 def audit_event_get(*, event_id: str) -> AuditEvent | None:
     return AuditEvent.objects.filter(event_id=event_id).first()
+
+
+def audit_events_for_targets(*, targets: list[tuple[str, str]], limit: int = 100) -> list[AuditEvent]:
+    """The events about any of these (target_type, target_id) objects, oldest first (a timeline).
+    Uses the (target_type, target_id, seq) index; `limit` keeps a busy object's page bounded."""
+    wanted = [(t, i) for t, i in targets if t and i]
+    if not wanted:
+        return []
+    condition = Q()
+    for target_type, target_id in wanted:
+        condition |= Q(target_type=target_type, target_id=target_id)
+    return list(reversed(AuditEvent.objects.filter(condition).order_by("-seq")[:limit]))

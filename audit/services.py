@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, content_hash
@@ -16,20 +17,55 @@ from audit.models import AuditEvent, AuditResult
 from backoffice.actors import Actor
 from backoffice.ids import new_public_id
 from backoffice.masking import mask_card_numbers, mask_snapshot
+from backoffice.prepared import execute_prepared
 
 _INSERT_COLUMNS = (*CONTENT_FIELDS, "seq", "prev_hash", "hash")
 # In INSERT ... SELECT the parameters are typed by their casts, not by the target columns.
 _CASTS = {"occurred_at": "timestamptz", "actor_user_id": "bigint", "actor_roles": "varchar[]",
           "before": "jsonb", "after": "jsonb"}  # fmt: skip
-# One statement appends the event: audit_chain_link (migration 0003) takes the chain lock, reads
-# the head with a fresh snapshot, takes the sequence value and computes the chain hash.
-_APPEND_SQL = (
-    "INSERT INTO audit_auditevent ("  # noqa: S608 (column names are constants)
-    + ", ".join(_INSERT_COLUMNS)
-    + ") SELECT "
-    + ", ".join("%s::" + _CASTS.get(name, "text") for name in CONTENT_FIELDS)
-    + ", l.link_seq, l.link_prev, l.link_hash FROM audit_chain_link(%s) AS l RETURNING seq, prev_hash, hash"
-)
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An audit event ready to append: its fields, content hash, and the one INSERT that appends it.
+
+    The statement calls audit_chain_link (migration 0003), which takes the chain lock, reads the
+    head with a fresh snapshot, takes the sequence value and computes the chain hash. It can run on
+    its own (audit_record) or as a data-modifying CTE of a service's own write statement, so a
+    command and its audit event are one round trip; `only_if` then names the SQL condition under
+    which the event is written (e.g. "the command inserted a row").
+    """
+
+    fields: dict[str, Any]
+    digest: str
+    prefix: str = "audit_"
+
+    def sql(self, only_if: str = "") -> str:
+        p = self.prefix
+        values = ", ".join(f"%({p}{name})s::{_CASTS.get(name, 'text')}" for name in CONTENT_FIELDS)
+        where = f" WHERE {only_if}" if only_if else ""
+        return (
+            f"INSERT INTO audit_auditevent ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608 (column names are constants)
+            f" SELECT {values}, l.link_seq, l.link_prev, l.link_hash FROM audit_chain_link(%({p}digest)s) AS l{where}"
+            " RETURNING seq, prev_hash, hash"
+        )
+
+    def params(self) -> dict[str, Any]:
+        values = {
+            f"{self.prefix}{name}": (
+                json.dumps(self.fields[name])
+                if name in ("before", "after") and self.fields[name] is not None
+                else self.fields[name]
+            )
+            for name in CONTENT_FIELDS
+        }
+        values[f"{self.prefix}digest"] = self.digest
+        return values
+
+    def as_written(self, seq: int, prev_hash: str, chain_hash: str) -> AuditEvent:
+        event = AuditEvent(**self.fields, seq=seq, prev_hash=prev_hash, hash=chain_hash)
+        event._state.adding = False
+        return event
 
 
 def _json_safe(value: Any) -> Any:
@@ -39,7 +75,7 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(mask_snapshot(value), cls=DjangoJSONEncoder))
 
 
-def audit_record(
+def audit_prepare(
     *,
     event_type: str,
     result: str = AuditResult.SUCCEEDED,
@@ -56,14 +92,9 @@ def audit_record(
     before: Any = None,
     after: Any = None,
     now: dt.datetime | None = None,
-) -> AuditEvent:
-    """Append one event to the hash chain, inside the caller's transaction.
-
-    Guarantees: the event commits or rolls back with the caller's effect; events form one strict
-    chain even with concurrent writers (the chain head is serialised by a transaction-scoped
-    advisory lock, held until the caller commits, so call this as the last write of a command);
-    snapshots are masked. Outside a transaction it runs in one of its own (a refusal's record).
-    """
+) -> PreparedEvent:
+    """Build an event (masked, with its content hash) without writing it. The content hash is
+    computed here, before the chain lock is taken, so the lock covers one statement and the commit."""
     if result not in AuditResult.values:
         raise ValueError(f"unknown audit result {result!r}")
     ctx = current()
@@ -91,14 +122,19 @@ def audit_record(
         "before": _json_safe(before),
         "after": _json_safe(after),
     }
-    digest = content_hash(fields)  # before the chain lock: the lock covers one statement and the commit
-    params = [
-        json.dumps(fields[name]) if name in ("before", "after") and fields[name] is not None else fields[name]
-        for name in CONTENT_FIELDS
-    ]
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_APPEND_SQL, [*params, digest])
-        fields["seq"], fields["prev_hash"], fields["hash"] = cursor.fetchone()
-    event = AuditEvent(**fields)
-    event._state.adding = False
-    return event
+    return PreparedEvent(fields=fields, digest=content_hash(fields))
+
+
+def audit_record(**event: Any) -> AuditEvent:
+    """Append one event to the hash chain, inside the caller's transaction (arguments as for
+    `audit_prepare`).
+
+    Guarantees: the event commits or rolls back with the caller's effect; events form one strict
+    chain even with concurrent writers (the chain head is serialised by a transaction-scoped
+    advisory lock, held until the caller commits, so call this as the last write of a command);
+    snapshots are masked. Outside a transaction it runs in one of its own (a refusal's record).
+    """
+    prepared = audit_prepare(**event)
+    with transaction.atomic(savepoint=False):
+        (row,) = execute_prepared(prepared.sql(), prepared.params())
+    return prepared.as_written(*row)

@@ -34,9 +34,17 @@ class BackofficeConfig(AppConfig):
             )
 
 
-def _sync_roles_after_migrate(sender, using="default", **kwargs):
-    """Roles follow the code after every migrate (idempotent; see backoffice.roles)."""
+def _sync_roles_after_migrate(sender, using="default", apps=None, **kwargs):
+    """Roles follow the code after every migrate (idempotent; see backoffice.roles). A partial
+    migrate that has not yet created the permission or audit tables leaves roles for the next one."""
     from django.utils import timezone
+
+    try:
+        if apps is not None:
+            apps.get_model("auth", "Permission")
+            apps.get_model("audit", "AuditEvent")
+    except LookupError:
+        return
 
     from backoffice.services.roles import roles_sync
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backoffice.actors import system_actor
@@ -31,6 +32,16 @@ DEMO_USERS = (
 )
 
 
+# Domain apps add their demo data here from AppConfig.ready (the kernel imports no domain app).
+# Each seeder is called as seeder(actor=..., now=...) -> a one-line summary, and must be idempotent.
+DEMO_SEEDERS: list[tuple[str, Callable[..., str]]] = []
+
+
+def register_demo_seeder(name: str, seeder: Callable[..., str]) -> None:
+    if all(existing != name for existing, _ in DEMO_SEEDERS):
+        DEMO_SEEDERS.append((name, seeder))
+
+
 def demo_seed(*, now: dt.datetime, out=None) -> list[tuple[DemoUser, bool]]:
     actor = system_actor("demo_seed")
     results = []
@@ -40,4 +51,8 @@ def demo_seed(*, now: dt.datetime, out=None) -> list[tuple[DemoUser, bool]]:
             actor=actor, now=now,
         )  # fmt: skip
         results.append((demo, created))
+    for name, seeder in DEMO_SEEDERS:
+        summary = seeder(actor=actor, now=now)
+        if out is not None:
+            out.write(f"{name}: {summary}\n")
     return results

@@ -52,6 +52,9 @@ else:
 _database["ATOMIC_REQUESTS"] = False  # the outermost service owns the transaction
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Hot write paths prepare their statements per connection (backoffice/prepared.py); turn off behind
+# a transaction-pooling proxy, which cannot keep a prepared statement between transactions.
+DATABASE_PREPARED_STATEMENTS = config.env_bool(ENV, "DATABASE_PREPARED_STATEMENTS", True)
 
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")

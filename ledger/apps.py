@@ -13,6 +13,11 @@ class LedgerConfig(AppConfig):
         # Test-database flushes empty the seeded chart; re-ensure it (creates only what is missing).
         post_migrate.connect(_ensure_chart, sender=self)
 
+        from backoffice.demo import register_demo_seeder
+        from ledger.demo import ledger_demo_seed
+
+        register_demo_seeder("ledger", ledger_demo_seed)
+
         # One menu entry: statements and journals are reached from it by links, and their views
         # reuse this screen (with their own permission) so the menu highlights where they came from.
         register_screen(
@@ -28,9 +33,16 @@ class LedgerConfig(AppConfig):
         )
 
 
-def _ensure_chart(sender, **kwargs):
-    from django.apps import apps
+def _ensure_chart(sender, apps=None, **kwargs):
+    """Seed what is missing of the chart, once the ledger's and the audit trail's tables exist."""
+    from django.apps import apps as current_apps
 
     from ledger.chart import ensure_chart
 
-    ensure_chart(apps)
+    try:
+        if apps is not None:
+            apps.get_model("ledger", "PostingRule")
+            apps.get_model("audit", "AuditEvent")
+    except LookupError:
+        return
+    ensure_chart(current_apps)

@@ -171,6 +171,8 @@ class LedgerJournal(models.Model):
     case_ref = models.CharField(max_length=64, blank=True)
     approval_ref = models.CharField(max_length=64, blank=True)
     posted_by = models.CharField(max_length=150)
+    # The journal_post_many batch that wrote it (its audit event's target); empty for a single posting.
+    batch_ref = models.CharField(max_length=160, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]

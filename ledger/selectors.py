@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Prefetch
 
+from audit.selectors import audit_events_for_targets
 from backoffice.money import Money
 from ledger.models import Direction, LedgerAccount, LedgerBalance, LedgerEntry, LedgerJournal
 
@@ -164,6 +165,15 @@ def journal_detail(*, public_id: str) -> LedgerJournal | None:
         )
         .first()
     )
+
+
+def journal_audit_events(*, journal: LedgerJournal) -> list:
+    """What the audit trail says about this journal: its posting (or the batch that posted it) and
+    any refusal recorded under its idempotency key."""
+    targets = [("ledger_journal", journal.idempotency_key)]
+    if journal.batch_ref:
+        targets.append(("ledger_batch", journal.batch_ref))
+    return audit_events_for_targets(targets=targets)
 
 
 def journals_for_source(*, source_type: str, source_id: str) -> list[LedgerJournal]:

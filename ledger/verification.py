@@ -1,56 +1,46 @@
 """Proof that the ledger is whole: balanced journals, projections equal to entries, reversals that
-mirror what they reverse. Set-based SQL: one pass over the entries for journals and accounts."""
+mirror what they reverse. Set-based SQL in one snapshot: one pass over the entries per journal,
+one per account, and the reversals."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 
-_UNBALANCED = """
+# One pass over the entries per journal: every journal whose entries are missing, fewer than two,
+# or unbalanced in some currency (the left join finds journals with no entries at all).
+_JOURNAL_BREACHES = """
+SELECT j.public_id, t.currency, coalesce(t.debits, 0), coalesce(t.credits, 0),
+       coalesce(sum(t.n) OVER (PARTITION BY j.id), 0) AS entries
+  FROM ledger_ledgerjournal j
+  LEFT JOIN (SELECT journal_id, currency,
+                    sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE 0 END) AS debits,
+                    sum(CASE WHEN direction = 'CREDIT' THEN amount_minor ELSE 0 END) AS credits,
+                    count(*) AS n
+               FROM ledger_ledgerentry GROUP BY journal_id, currency) AS t ON t.journal_id = j.id
+ WHERE t.journal_id IS NULL OR t.n < 2 OR t.debits <> t.credits
+"""
+
+# One pass per account: stored projections against their entries, and non-negative accounts.
+_ACCOUNT_BREACHES = """
 WITH t AS (
-SELECT journal_id, currency, account_id,
-       coalesce(sum(amount_minor) FILTER (WHERE direction = 'DEBIT'), 0) AS debits,
-       coalesce(sum(amount_minor) FILTER (WHERE direction = 'CREDIT'), 0) AS credits,
-       count(*) AS n
-  FROM ledger_ledgerentry
- GROUP BY GROUPING SETS ((journal_id, currency), (account_id))
+    SELECT account_id,
+           sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE 0 END) AS debits,
+           sum(CASE WHEN direction = 'CREDIT' THEN amount_minor ELSE 0 END) AS credits,
+           count(*) AS n
+      FROM ledger_ledgerentry GROUP BY account_id
 )
-SELECT 'journal' AS kind, j.public_id, t.currency, t.debits, t.credits
-  FROM t JOIN ledger_ledgerjournal j ON j.id = t.journal_id
- WHERE t.journal_id IS NOT NULL AND t.debits <> t.credits
-UNION ALL
-SELECT 'account', a.code, a.currency, coalesce(t.debits, 0), coalesce(t.credits, 0)
-  FROM ledger_ledgerbalance b
-  JOIN ledger_ledgeraccount a ON a.id = b.account_id
-  LEFT JOIN t ON t.account_id = b.account_id AND t.journal_id IS NULL
- WHERE b.debit_total_minor <> coalesce(t.debits, 0) OR b.credit_total_minor <> coalesce(t.credits, 0)
-    OR b.balance_minor <> (coalesce(t.debits, 0) - coalesce(t.credits, 0)) * b.normal_sign
-"""
-
-_SHORT_JOURNALS = """
-SELECT j.public_id, count(e.id)
-  FROM ledger_ledgerjournal j LEFT JOIN ledger_ledgerentry e ON e.journal_id = j.id
- GROUP BY j.id, j.public_id HAVING count(e.id) < 2
-"""
-
-_PROJECTION_SHAPE = """
-SELECT a.code, a.is_hot, b.account_id IS NOT NULL
-  FROM ledger_ledgeraccount a LEFT JOIN ledger_ledgerbalance b ON b.account_id = a.id
- WHERE a.is_hot = (b.account_id IS NOT NULL)
-"""
-
-_NEGATIVE = """
-SELECT a.code, (coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT'), 0)
-              - coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT'), 0))
-             * CASE a.normal_side WHEN 'DEBIT' THEN 1 ELSE -1 END AS balance
-  FROM ledger_ledgeraccount a JOIN ledger_ledgerentry e ON e.account_id = a.id
- WHERE NOT a.allow_negative
- GROUP BY a.id, a.code, a.normal_side
-HAVING (coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'DEBIT'), 0)
-      - coalesce(sum(e.amount_minor) FILTER (WHERE e.direction = 'CREDIT'), 0))
-     * CASE a.normal_side WHEN 'DEBIT' THEN 1 ELSE -1 END < 0
+SELECT a.code, a.is_hot, b.account_id IS NOT NULL AS has_projection,
+       coalesce(t.debits, 0), coalesce(t.credits, 0), coalesce(t.n, 0),
+       b.debit_total_minor <> coalesce(t.debits, 0) OR b.credit_total_minor <> coalesce(t.credits, 0)
+           OR b.balance_minor <> (coalesce(t.debits, 0) - coalesce(t.credits, 0)) * b.normal_sign AS projection_differs,
+       (coalesce(t.debits, 0) - coalesce(t.credits, 0)) * CASE a.normal_side WHEN 'DEBIT' THEN 1 ELSE -1 END AS balance,
+       a.allow_negative
+  FROM ledger_ledgeraccount a
+  LEFT JOIN ledger_ledgerbalance b ON b.account_id = a.id
+  LEFT JOIN t ON t.account_id = a.id
 """
 
 _BAD_REVERSALS = """
@@ -83,35 +73,40 @@ class LedgerReport:
 
 
 def ledger_verify() -> LedgerReport:
+    """Check the whole ledger in one consistent snapshot and name every breach."""
     report = LedgerReport()
     started = time.perf_counter()
-    with connection.cursor() as cursor:
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One snapshot for every check (when the caller has no transaction of its own), and room
+        # for the per-journal hash aggregate in memory.
+        if own_transaction:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(
-            "SELECT (SELECT count(*) FROM ledger_ledgerjournal), (SELECT count(*) FROM ledger_ledgerentry),"
-            " (SELECT count(*) FROM ledger_ledgeraccount)"
+            "SELECT (SELECT count(*) FROM ledger_ledgerjournal), (SELECT count(*) FROM ledger_ledgeraccount)"
         )
-        report.journals, report.entries, report.accounts = cursor.fetchone()
-        cursor.execute(_UNBALANCED)
-        for kind, ref, currency, debits, credits in cursor.fetchall():
-            if kind == "journal":
+        report.journals, report.accounts = cursor.fetchone()
+        cursor.execute(_JOURNAL_BREACHES)
+        for ref, currency, debits, credits, entries in cursor.fetchall():
+            if entries < 2:
+                report.breaches.append(f"journal {ref} has {entries} entries; a journal needs at least two")
+            elif debits != credits:
                 report.breaches.append(f"journal {ref} is unbalanced in {currency}: debits {debits}, credits {credits}")
-            else:
+        cursor.execute(_ACCOUNT_BREACHES)
+        for code, hot, has_projection, debits, credits, entries, differs, balance, allow_negative in cursor.fetchall():
+            report.entries += entries
+            if hot and has_projection:
+                report.breaches.append(f"account {code} is hot but has a stored projection")
+            elif not hot and not has_projection:
+                report.breaches.append(f"account {code} has no balance projection")
+            elif differs:
                 report.breaches.append(
-                    f"account {ref}: stored balance differs from its entries "
-                    f"(entries: debits {debits}, credits {credits})"
+                    f"account {code}: stored balance differs from its entries"
+                    f" (entries: debits {debits}, credits {credits})"
                 )
-        cursor.execute(_SHORT_JOURNALS)
-        for ref, count in cursor.fetchall():
-            report.breaches.append(f"journal {ref} has {count} entries; a journal needs at least two")
-        cursor.execute(_PROJECTION_SHAPE)
-        for code, hot, has_projection in cursor.fetchall():
-            report.breaches.append(
-                f"account {code} is hot but has a stored projection" if hot and has_projection
-                else f"account {code} has no balance projection"
-            )  # fmt: skip
-        cursor.execute(_NEGATIVE)
-        for code, balance in cursor.fetchall():
-            report.breaches.append(f"account {code} may not go negative but its entries sum to {balance}")
+            if not allow_negative and balance < 0:
+                report.breaches.append(f"account {code} may not go negative but its entries sum to {balance}")
         cursor.execute(_BAD_REVERSALS)
         for reversal, original in cursor.fetchall():
             report.breaches.append(f"journal {reversal} does not mirror the journal it reverses, {original}")

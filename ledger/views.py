@@ -11,7 +11,14 @@ from django.views.generic import TemplateView
 from backoffice.views.mixins import ScreenPermissionMixin
 from ledger.forms import ChartFilterForm
 from ledger.models import Direction, LedgerJournal
-from ledger.selectors import account_balances, account_by_code, account_statement, chart_of_accounts, journal_detail
+from ledger.selectors import (
+    account_balances,
+    account_by_code,
+    account_statement,
+    chart_of_accounts,
+    journal_audit_events,
+    journal_detail,
+)
 
 # chart_of_accounts() stops at this many accounts; past it the screen asks for a filter.
 CHART_LIMIT = 500
@@ -91,5 +98,10 @@ class JournalDetailView(ScreenPermissionMixin, TemplateView):
         journal = journal_detail(public_id=self.kwargs["public_id"])
         if journal is None:
             raise Http404("no such journal")
-        context.update(journal=journal, reversed_by=_reversed_by(journal), totals=_totals(journal))
+        context.update(
+            journal=journal,
+            reversed_by=_reversed_by(journal),
+            totals=_totals(journal),
+            audit_events=journal_audit_events(journal=journal),
+        )
         return context

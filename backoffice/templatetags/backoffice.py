@@ -49,6 +49,20 @@ def masked(value, kind="tail") -> str:
 
 
 @register.filter
+def biztime_short(value) -> str:
+    """A timestamp in the business timezone to the minute, for dense tables (the column header names
+    the timezone; the full time with seconds, offset and UTC is in the tooltip)."""
+    if not isinstance(value, dt.datetime):
+        return ""
+    local = value.astimezone(business_timezone())
+    return format_html(
+        '<time datetime="{}" title="{} (UTC {})">{}</time>',
+        value.isoformat(), local.isoformat(sep=" ", timespec="seconds"),
+        value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), local.strftime("%Y-%m-%d %H:%M"),
+    )  # fmt: skip
+
+
+@register.filter
 def biztime(value) -> str:
     """A timestamp in the business timezone with its offset, e.g. 2026-11-21 08:15:02 +08:00.
 

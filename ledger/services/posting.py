@@ -2,13 +2,16 @@
 
 One code path posts a batch of journals (a single journal is a batch of one):
 
-1. validate every line in Python (messages), the database re-checks (safety);
-2. insert the journals with `ON CONFLICT (idempotency_key) DO NOTHING`: a key already used returns
-   the first journal when the payload hash matches and is refused when it differs;
-3. lock the balance projections of the touched accounts in ascending account id (one stable order
-   for every poster, so opposite transfers cannot deadlock) and apply the deltas; the database
-   check constraint refuses a non-negative account going below zero;
-4. insert the entries; 5. write the audit event last (its chain lock is held only to commit).
+1. validate every line in Python (clear messages before any round trip);
+2. one statement writes the batch: the database checks the accounts (exist, same currency, open)
+   before it produces a row, inserts the journals with `ON CONFLICT (idempotency_key) DO NOTHING`,
+   inserts the entries of the journals it inserted, locks the balance projections of the touched
+   accounts in ascending account id (one stable order for every poster, so opposite transfers
+   cannot deadlock) and applies the deltas; the check constraint refuses a non-negative account
+   going below zero;
+3. a key already used returns the first journal when the payload hash matches and is refused when
+   it differs; 4. the audit event is written last: for a single journal as part of the same statement, so
+   outside a caller's transaction a posting is one round trip (the chain lock is held only to commit).
 
 Hot accounts have no projection row, so posters never queue on them (ADR 0003).
 """
@@ -23,17 +26,19 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from audit.models import AuditResult
-from audit.services import audit_record
+from audit.services import PreparedEvent, audit_prepare, audit_record
 from backoffice.actors import Actor
 from backoffice.errors import DomainError, IdempotencyConflict, ValidationFailed
 from backoffice.ids import new_public_id
 from backoffice.money import CurrencyError, currency_exponent
+from backoffice.prepared import execute_prepared
 from ledger.errors import AccountNotOpen, AlreadyReversed, InsufficientFunds, LedgerBusy, UnbalancedJournal
-from ledger.models import AccountStatus, Direction, LedgerJournal
+from ledger.models import Direction, LedgerAccount, LedgerJournal
 
 logger = logging.getLogger(__name__)
 
@@ -111,158 +116,186 @@ def _validate(request: JournalRequest) -> None:
             raise UnbalancedJournal(f"debits {debits} and credits {credits} differ in {currency}")
 
 
-def _load_accounts(account_ids: set[int]) -> dict[int, tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, code, currency, status, is_hot, allow_negative, normal_side FROM ledger_ledgeraccount"
-            " WHERE id = ANY(%s)",
-            [list(account_ids)],
-        )
-        return {row[0]: row for row in cursor.fetchall()}
-
-
-def _check_accounts(requests: Sequence[JournalRequest], accounts: dict[int, tuple]) -> None:
-    for request in requests:
-        for line in request.lines:
-            account = accounts.get(line.account_id)
-            if account is None:
-                raise ValidationFailed(f"no ledger account with id {line.account_id}")
-            _, code, currency, status, *_ = account
-            if currency != line.currency:
-                raise ValidationFailed(f"a {line.currency} line cannot post to {code}, which is in {currency}")
-            if status != AccountStatus.OPEN:
-                raise AccountNotOpen(f"{code} is {status.lower()}: nothing can be posted to it")
-
-
-_INSERT_JOURNALS = """
-INSERT INTO ledger_ledgerjournal
-    (public_id, journal_type, source_type, source_id, accounting_date, posted_at, description,
-     idempotency_key, request_hash, reverses_id, case_ref, approval_ref, posted_by)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::date[], %s::timestamptz[], %s::text[],
-                     %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, idempotency_key
+# One statement writes a batch: the accounts check (a database function that raises before any row
+# is produced), the journals (a key already used inserts nothing), the entries of the journals it
+# inserted, and the balance deltas of those entries, applied after locking the projection rows in
+# ascending account id. Hot accounts keep no projection (ADR 0003), so nobody queues on them.
+_POST_BATCH = """
+WITH lines AS MATERIALIZED (
+    SELECT * FROM unnest(%(line_key)s::text[], %(line_account)s::bigint[], %(line_direction)s::text[],
+                         %(line_amount)s::bigint[], %(line_currency)s::text[])
+        AS l(idempotency_key, account_id, direction, amount_minor, currency)
+), journals AS (
+    INSERT INTO ledger_ledgerjournal
+        (public_id, journal_type, source_type, source_id, accounting_date, posted_at, description,
+         idempotency_key, request_hash, reverses_id, case_ref, approval_ref, posted_by, batch_ref)
+    SELECT *, %(batch_ref)s::text FROM unnest(
+        %(public_id)s::text[], %(journal_type)s::text[], %(source_type)s::text[], %(source_id)s::text[],
+        %(accounting_date)s::date[], %(posted_at)s::timestamptz[], %(description)s::text[],
+        %(idempotency_key)s::text[], %(request_hash)s::text[], %(reverses_id)s::bigint[], %(case_ref)s::text[],
+        %(approval_ref)s::text[], %(posted_by)s::text[])
+     WHERE ledger_accounts_postable(%(account_ids)s::bigint[], %(account_currencies)s::text[])
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, idempotency_key
+), entries AS (
+    INSERT INTO ledger_ledgerentry (journal_id, account_id, direction, amount_minor, currency)
+    SELECT j.id, l.account_id, l.direction, l.amount_minor, l.currency
+      FROM lines l JOIN journals j USING (idempotency_key)
+    RETURNING journal_id
+), deltas AS (
+    SELECT l.account_id,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'DEBIT'), 0) AS debit,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'CREDIT'), 0) AS credit
+      FROM lines l
+      JOIN journals j USING (idempotency_key)
+      JOIN ledger_ledgeraccount a ON a.id = l.account_id AND NOT a.is_hot
+     GROUP BY l.account_id
+), locked AS MATERIALIZED (
+    SELECT b.account_id FROM ledger_ledgerbalance b
+     WHERE b.account_id IN (SELECT account_id FROM deltas)
+     ORDER BY b.account_id
+       FOR UPDATE
+), applied AS (
+    UPDATE ledger_ledgerbalance AS b
+       SET debit_total_minor = b.debit_total_minor + d.debit,
+           credit_total_minor = b.credit_total_minor + d.credit,
+           balance_minor = b.balance_minor + (d.debit - d.credit) * b.normal_sign,
+           version = b.version + 1
+      FROM locked JOIN deltas d USING (account_id)
+     WHERE b.account_id = locked.account_id
+    RETURNING b.account_id
+)
+{audit_cte}
+SELECT j.id, j.idempotency_key,
+       (SELECT count(*) FROM deltas) AS accounts_to_apply,
+       (SELECT count(*) FROM applied) AS accounts_applied,
+       (SELECT count(*) FROM entries) AS entries_written
+  FROM journals j
 """
+# A single journal's audit event is written by the same statement, only when the journal is new.
+_AUDIT_CTE = ", audited AS ({insert})"
 
-_INSERT_ENTRIES = """
-INSERT INTO ledger_ledgerentry (journal_id, account_id, direction, amount_minor, currency)
-SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::text[])
-"""
+# SQLSTATEs raised by ledger_accounts_postable (migration 0004).
+_ACCOUNT_REFUSALS = {"LG001": ValidationFailed, "LG002": ValidationFailed, "LG003": AccountNotOpen}
 
-_LOCK_BALANCES = """
-SELECT account_id FROM ledger_ledgerbalance WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE
-"""
 
-_APPLY_BALANCES = """
-UPDATE ledger_ledgerbalance AS b
-   SET debit_total_minor = b.debit_total_minor + d.debit,
-       credit_total_minor = b.credit_total_minor + d.credit,
-       balance_minor = b.balance_minor + (d.debit - d.credit) * b.normal_sign,
-       version = b.version + 1
-  FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS d(account_id, debit, credit)
- WHERE b.account_id = d.account_id
-"""
+def _parameters(
+    ordered: Sequence[JournalRequest], public_ids: list[str], actor: Actor, now: dt.datetime, batch_ref: str
+) -> dict:
+    params: dict[str, Any] = {"batch_ref": batch_ref}
+    params |= {name: [] for name in (
+        "public_id", "journal_type", "source_type", "source_id", "accounting_date", "posted_at", "description",
+        "idempotency_key", "request_hash", "reverses_id", "case_ref", "approval_ref", "posted_by",
+        "line_key", "line_account", "line_direction", "line_amount", "line_currency",
+    )}  # fmt: skip
+    account_currencies: set[tuple[int, str]] = set()
+    for pid, r in zip(public_ids, ordered, strict=True):
+        for name, value in (
+            ("public_id", pid), ("journal_type", r.journal_type), ("source_type", r.source.type),
+            ("source_id", r.source.id), ("accounting_date", r.accounting_date), ("posted_at", now),
+            ("description", r.description[:300]), ("idempotency_key", r.idempotency_key),
+            ("request_hash", r.request_hash), ("reverses_id", r.reverses_id), ("case_ref", r.case_ref),
+            ("approval_ref", r.approval_ref), ("posted_by", actor.label),
+        ):  # fmt: skip
+            params[name].append(value)
+        for line in r.lines:
+            params["line_key"].append(r.idempotency_key)
+            params["line_account"].append(line.account_id)
+            params["line_direction"].append(line.direction)
+            params["line_amount"].append(line.amount_minor)
+            params["line_currency"].append(line.currency)
+            account_currencies.add((line.account_id, line.currency))
+    pairs = sorted(account_currencies)
+    params["account_ids"] = [account_id for account_id, _ in pairs]
+    params["account_currencies"] = [currency for _, currency in pairs]
+    return params
+
+
+def _refusal_from_database(exc: DatabaseError) -> DomainError | None:
+    """The domain error a database refusal stands for, or None when it is not one of ours."""
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate in _ACCOUNT_REFUSALS:
+        return _ACCOUNT_REFUSALS[sqlstate](cause.diag.message_primary)
+    constraint = getattr(getattr(cause, "diag", None), "constraint_name", None)
+    if constraint == "ledger_balance_not_below_zero":
+        return InsufficientFunds()  # the message names the accounts once the transaction is gone
+    if sqlstate == "23505" and "reverses_id" in str(exc):
+        return AlreadyReversed()
+    return None
 
 
 def _insert_batch(
-    requests: Sequence[JournalRequest], accounts: dict[int, tuple], actor: Actor, now: dt.datetime
-) -> tuple[dict[str, LedgerJournal], list[str]]:
-    """Write journals, balances and entries. Returns ({key: new journal}, keys that already existed)."""
+    requests: Sequence[JournalRequest],
+    actor: Actor,
+    now: dt.datetime,
+    event: PreparedEvent | None = None,
+    batch_ref: str = "",
+) -> tuple[dict[str, LedgerJournal], list[JournalRequest]]:
+    """Write journals, entries, balances and, when given, the audit event of the new journals.
+    Returns ({key: new journal}, requests whose key existed)."""
     # Keys in one order for every poster: two batches sharing keys cannot deadlock on the index.
     ordered = sorted(requests, key=lambda r: r.idempotency_key)
     public_ids = [new_public_id("lj") for _ in ordered]
-    columns = list(zip(*[
-        (pid, r.journal_type, r.source.type, r.source.id, r.accounting_date, now, r.description[:300],
-         r.idempotency_key, r.request_hash, r.reverses_id, r.case_ref, r.approval_ref, actor.label)
-        for pid, r in zip(public_ids, ordered, strict=True)
-    ], strict=True))  # fmt: skip
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(_INSERT_JOURNALS, [list(col) for col in columns])
-        except IntegrityError as exc:
-            if "reverses_id" in str(exc):
-                raise AlreadyReversed() from exc
+    params = _parameters(ordered, public_ids, actor, now, batch_ref)
+    audit_cte = ""
+    if event is not None:
+        audit_cte = _AUDIT_CTE.format(insert=event.sql(only_if="EXISTS (SELECT 1 FROM journals)"))
+        params.update(event.params())
+    try:
+        rows = execute_prepared(_POST_BATCH.format(audit_cte=audit_cte), params)
+    except DatabaseError as exc:
+        refusal = _refusal_from_database(exc)
+        if refusal is None:
             raise
-        inserted = dict((key, jid) for jid, key in cursor.fetchall())
-        existing = [r for r in ordered if r.idempotency_key not in inserted]
-        if existing:
-            cursor.execute(
-                "SELECT idempotency_key, request_hash, public_id FROM ledger_ledgerjournal"
-                " WHERE idempotency_key = ANY(%s)",
-                [[r.idempotency_key for r in existing]],
-            )
-            found = {key: (digest, pid) for key, digest, pid in cursor.fetchall()}
-            for r in existing:
-                digest, pid = found[r.idempotency_key]
-                if digest != r.request_hash:
-                    raise IdempotencyConflict(
-                        f"idempotency key {r.idempotency_key!r} was used for {pid} with a different request"
-                    )
-        new = [r for r in ordered if r.idempotency_key in inserted]
-        if not new:
-            return {}, [r.idempotency_key for r in existing]
-
-        deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        entry_cols: tuple[list, ...] = ([], [], [], [], [])
-        for r in new:
-            jid = inserted[r.idempotency_key]
-            for line in r.lines:
-                entry_cols[0].append(jid)
-                entry_cols[1].append(line.account_id)
-                entry_cols[2].append(line.direction)
-                entry_cols[3].append(line.amount_minor)
-                entry_cols[4].append(line.currency)
-                if not accounts[line.account_id][4]:  # hot accounts keep no projection
-                    deltas[line.account_id][0 if line.direction == Direction.DEBIT else 1] += line.amount_minor
-        if deltas:
-            ids = sorted(deltas)
-            cursor.execute(_LOCK_BALANCES, [ids])
-            locked = {row[0] for row in cursor.fetchall()}
-            if locked != set(ids):
-                missing = ", ".join(accounts[i][1] for i in sorted(set(ids) - locked))
-                raise DomainError(f"balance projection missing for {missing}")
-            try:
-                cursor.execute(_APPLY_BALANCES, [ids, [deltas[i][0] for i in ids], [deltas[i][1] for i in ids]])
-            except IntegrityError as exc:
-                if "ledger_balance_not_below_zero" in str(exc):
-                    raise InsufficientFunds(_insufficient_message(ids, deltas, accounts)) from exc
-                raise
-        cursor.execute(_INSERT_ENTRIES, [list(col) for col in entry_cols])
+        raise refusal from exc
+    inserted = {key: jid for jid, key, *_ in rows}
+    if rows:
+        _, _, to_apply, applied, entries_written = rows[0]
+        if applied != to_apply:
+            raise DomainError("a ledger account has no balance projection; run ledger_verify")
+        if entries_written != sum(len(r.lines) for r in ordered if r.idempotency_key in inserted):
+            raise DomainError("the entries written do not match the journals posted")
+    existing = [r for r in ordered if r.idempotency_key not in inserted]
     # The caller gets the journals as written, without reading them back.
-    public_by_key = {r.idempotency_key: pid for pid, r in zip(public_ids, ordered, strict=True)}
     posted = {}
-    for r in new:
+    for pid, r in zip(public_ids, ordered, strict=True):
+        if r.idempotency_key not in inserted:
+            continue
         journal = LedgerJournal(
-            id=inserted[r.idempotency_key],
-            public_id=public_by_key[r.idempotency_key],
-            journal_type=r.journal_type,
-            source_type=r.source.type,
-            source_id=r.source.id,
-            accounting_date=r.accounting_date,
-            posted_at=now,
-            description=r.description[:300],
-            idempotency_key=r.idempotency_key,
-            request_hash=r.request_hash,
-            reverses_id=r.reverses_id,
-            case_ref=r.case_ref,
-            approval_ref=r.approval_ref,
-            posted_by=actor.label,
-        )
+            id=inserted[r.idempotency_key], public_id=pid, journal_type=r.journal_type,
+            source_type=r.source.type, source_id=r.source.id, accounting_date=r.accounting_date,
+            posted_at=now, description=r.description[:300], idempotency_key=r.idempotency_key,
+            request_hash=r.request_hash, reverses_id=r.reverses_id, case_ref=r.case_ref,
+            approval_ref=r.approval_ref, posted_by=actor.label, batch_ref=batch_ref,
+        )  # fmt: skip
         journal._state.adding = False
         posted[r.idempotency_key] = journal
-    return posted, [r.idempotency_key for r in existing]
+    return posted, existing
 
 
-def _insufficient_message(ids, deltas, accounts) -> str:
-    """Name the non-negative accounts this posting takes down (the refusal itself came from the
-    database's floor constraint; this only says which accounts it concerns)."""
+def _replays(requests: Sequence[JournalRequest]) -> dict[str, LedgerJournal]:
+    """The journals already posted under these requests' keys. A key posted with a different
+    request is refused: the caller meant something else by it."""
+    found = LedgerJournal.objects.in_bulk([r.idempotency_key for r in requests], field_name="idempotency_key")
+    for r in requests:
+        journal = found.get(r.idempotency_key)
+        if journal is not None and journal.request_hash != r.request_hash:
+            raise IdempotencyConflict(
+                f"idempotency key {r.idempotency_key!r} was used for {journal.public_id} with a different request"
+            )
+    return found
 
-    def decreases(i: int) -> bool:
-        debit, credit = deltas[i]
-        sign = 1 if accounts[i][6] == Direction.DEBIT else -1
-        return (debit - credit) * sign < 0
 
-    names = [accounts[i][1] for i in ids if not accounts[i][5] and decreases(i)]
+def _insufficient_message(requests: Sequence[JournalRequest]) -> str:
+    """Name the non-negative accounts the refused posting takes down (the refusal itself came from
+    the database's floor constraint; this only says which accounts it concerns)."""
+    deltas: dict[int, int] = defaultdict(int)
+    for r in requests:
+        for line in r.lines:
+            deltas[line.account_id] += line.amount_minor if line.direction == Direction.DEBIT else -line.amount_minor
+    accounts = LedgerAccount.objects.filter(pk__in=deltas, allow_negative=False).order_by("pk")
+    names = [a.code for a in accounts if deltas[a.pk] * (1 if a.normal_side == Direction.DEBIT else -1) < 0]
     return "the posting would take a non-negative account below zero: " + ", ".join(names)
 
 
@@ -315,40 +348,58 @@ def _post(
         for r in hashed:
             _validate(r)
 
-        def attempt():
-            with transaction.atomic():
-                accounts = _load_accounts({line.account_id for r in hashed for line in r.lines})
-                _check_accounts(hashed, accounts)
-                posted, replayed = _insert_batch(hashed, accounts, actor, now)
-                if posted:
-                    _audit_posted(hashed, list(posted), actor=actor, now=now, batch_key=batch_key)
-                return posted, replayed
+        # A single journal carries its audit event in its own statement: outside a transaction that
+        # statement is the whole transaction (one round trip); inside one it runs in a savepoint.
+        event = _posted_event(hashed[0], actor, now) if len(hashed) == 1 else None
 
-        posted, replayed = _run_with_retries(attempt)
+        def write():
+            posted, existing = _insert_batch(hashed, actor, now, event, batch_key)
+            new_keys = list(posted)
+            if existing:
+                posted.update(_replays(existing))
+            if new_keys and event is None:
+                _audit_posted_bulk(hashed, new_keys, actor=actor, now=now, batch_key=batch_key)
+            return posted
+
+        def attempt():
+            if event is not None and connection.get_autocommit() and not connection.in_atomic_block:
+                return write()
+            with transaction.atomic():
+                return write()
+
+        try:
+            posted = _run_with_retries(attempt)
+        except AccountNotOpen:
+            # A replay of journals posted before the account was frozen returns them unchanged.
+            posted = _replays(hashed)
+            if len(posted) != len(hashed):
+                raise
+    except InsufficientFunds as exc:
+        named = InsufficientFunds(_insufficient_message(hashed))
+        _audit_refusal(named, hashed, actor, now, "ledger.journal_refused")
+        raise named from exc
     except DomainError as exc:
         _audit_refusal(exc, hashed, actor, now, "ledger.journal_refused")
         raise
-    if replayed:
-        posted.update(LedgerJournal.objects.in_bulk(replayed, field_name="idempotency_key"))
     return [posted[r.idempotency_key] for r in hashed]
 
 
-def _audit_posted(requests, new_keys, *, actor, now, batch_key) -> None:
-    if len(requests) == 1:
-        r = requests[0]
-        audit_record(
-            event_type="ledger.journal_posted" if r.reverses_id is None else "ledger.journal_reversed",
-            actor=actor, action_type=r.journal_type, target_type="ledger_journal", target_id=r.idempotency_key,
-            case_ref=r.case_ref, approval_ref=r.approval_ref, after=r.payload(), now=now,
-        )  # fmt: skip
-    else:
-        audit_record(
-            event_type="ledger.journals_posted_bulk", actor=actor, action_type="JOURNAL_POST_MANY",
-            target_type="ledger_batch", target_id=batch_key,
-            after={"journals": len(new_keys), "replayed": len(requests) - len(new_keys),
-                   "first_key": min(new_keys), "last_key": max(new_keys)},
-            now=now,
-        )  # fmt: skip
+def _posted_event(r: JournalRequest, actor: Actor, now: dt.datetime) -> PreparedEvent:
+    return audit_prepare(
+        event_type="ledger.journal_posted" if r.reverses_id is None else "ledger.journal_reversed",
+        actor=actor, action_type=r.journal_type, target_type="ledger_journal", target_id=r.idempotency_key,
+        case_ref=r.case_ref, approval_ref=r.approval_ref, after=r.payload(), now=now,
+    )  # fmt: skip
+
+
+def _audit_posted_bulk(requests, new_keys, *, actor, now, batch_key) -> None:
+    audit_record(
+        event_type="ledger.journals_posted_bulk", actor=actor, action_type="JOURNAL_POST_MANY",
+        target_type="ledger_batch", target_id=batch_key,
+        after={"journals": len(new_keys), "replayed": len(requests) - len(new_keys),
+               "first_key": min(new_keys), "last_key": max(new_keys)},
+        now=now,
+    )  # fmt: skip
 
 
 def journal_post(

@@ -50,8 +50,14 @@ def test_auditor_reads_and_filters_the_audit_trail(page, live_server, demo_users
     page.keyboard.press("a")
     page.wait_for_url(f"{live_server.url}/audit/")
     table = page.inner_text("[data-testid=audit-table]")
-    assert "auth.login" in table and "user.provisioned" in table
+    assert "auth.login" in table and "ledger.journal_posted" in table  # newest first: the demo's postings
     screenshot("audit-trail-auditor")
+
+    page.fill("#id_event_type", "user.provisioned")
+    page.click("form[role=search] button[type=submit]")
+    page.wait_for_url("**/audit/?*event_type=user.provisioned*")
+    assert page.locator("[data-testid=audit-table] tbody tr").count() == 8  # one per demo user
+    page.goto(f"{live_server.url}/audit/")
 
     page.select_option("#id_result", "REFUSED")
     page.click("form[role=search] button[type=submit]")
@@ -59,7 +65,7 @@ def test_auditor_reads_and_filters_the_audit_trail(page, live_server, demo_users
     rows = page.locator("[data-testid=audit-table] tbody tr")
     assert rows.count() >= 1
     assert "auth.login_failed" in page.inner_text("[data-testid=audit-table]")
-    assert "user.provisioned" not in page.inner_text("[data-testid=audit-table]")
+    assert "ledger.journal_posted" not in page.inner_text("[data-testid=audit-table]")
     screenshot("audit-trail-refusals")
 
     page.locator("[data-testid=audit-table] tbody tr a").first.click()

@@ -4,13 +4,23 @@ to the ledger and is audited."""
 import datetime as dt
 
 import pytest
+from django.db import DatabaseError, connection
 
 from audit.models import AuditEvent, AuditResult
 from backoffice.errors import IdempotencyConflict, ValidationFailed
 from ledger.errors import AccountNotOpen, AlreadyReversed, InsufficientFunds, UnbalancedJournal
 from ledger.models import LedgerAccount, LedgerBalance, LedgerEntry, LedgerJournal
 from ledger.selectors import account_balance, account_balance_as_of, merchant_balances
-from ledger.services import PostingLine, Source, journal_post, journal_post_rule, journal_reverse, posting_preview
+from ledger.services import (
+    JournalRequest,
+    PostingLine,
+    Source,
+    journal_post,
+    journal_post_many,
+    journal_post_rule,
+    journal_reverse,
+    posting_preview,
+)
 from ledger.verification import ledger_verify
 from tests.factories.ledger import ACTOR, account, credit_merchant, key, now, transfer
 
@@ -189,20 +199,64 @@ class TestRefusals:
         assert ledger_counts() == before
         assert last_refusal().error_code == "ACCOUNT_NOT_OPEN"
 
-    def test_failure_after_the_first_entry_leaves_nothing(self, monkeypatch):
+    def test_replay_after_the_account_was_frozen_returns_the_posted_journal(self):
+        cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_1")
+        same_key = key()
+        first = transfer(cash, payable, 5, idempotency_key=same_key)
+        LedgerAccount.objects.filter(pk=payable.pk).update(status="FROZEN")
+        before = ledger_counts()
+        assert transfer(cash, payable, 5, idempotency_key=same_key).pk == first.pk
+        assert ledger_counts() == before
+        with pytest.raises(AccountNotOpen):
+            transfer(cash, payable, 5)  # a new posting is still refused
+
+    def test_failure_after_the_first_entry_leaves_nothing(self):
+        # The posting is one statement, so the failure is injected inside it: a trigger that fails
+        # the second entry, after the journal, the first entry and (maybe) balances were written.
+        cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_1")
+        before, events = ledger_counts(), AuditEvent.objects.filter(event_type="ledger.journal_posted").count()
+        with connection.cursor() as cursor:
+            cursor.execute("""
+                CREATE FUNCTION pg_temp.fail_second_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF (SELECT count(*) FROM ledger_ledgerentry WHERE journal_id = NEW.journal_id) >= 1 THEN
+                        RAISE EXCEPTION 'disk on fire after the first entry was written';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER test_fail_second_entry AFTER INSERT ON ledger_ledgerentry
+                    FOR EACH ROW EXECUTE FUNCTION pg_temp.fail_second_entry();
+            """)  # fmt: skip
+        try:
+            with pytest.raises(DatabaseError, match="disk on fire"):
+                transfer(cash, payable, 5)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TRIGGER test_fail_second_entry ON ledger_ledgerentry")
+        assert ledger_counts() == before
+        assert AuditEvent.objects.filter(event_type="ledger.journal_posted").count() == events
+
+    def test_bulk_failure_after_the_entries_leaves_nothing(self, monkeypatch):
         from ledger.services import posting
 
         cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_1")
-        before, events = ledger_counts(), AuditEvent.objects.filter(event_type="ledger.journal_posted").count()
+        before = ledger_counts()
 
         def explode(*args, **kwargs):
             raise RuntimeError("disk on fire after the entries were written")
 
-        monkeypatch.setattr(posting, "_audit_posted", explode)
+        monkeypatch.setattr(posting, "_audit_posted_bulk", explode)
+        requests = [
+            JournalRequest(
+                lines=(PostingLine(cash.pk, "DEBIT", 5, "IDR"), PostingLine(payable.pk, "CREDIT", 5, "IDR")),
+                journal_type="TEST", source=Source("test", "bulk"), accounting_date=now().date(),
+                idempotency_key=key(),
+            )
+            for _ in range(3)
+        ]  # fmt: skip
         with pytest.raises(RuntimeError):
-            transfer(cash, payable, 5)
+            journal_post_many(requests=requests, batch_key=key(), actor=ACTOR, now=now())
         assert ledger_counts() == before
-        assert AuditEvent.objects.filter(event_type="ledger.journal_posted").count() == events
 
 
 class TestReversal:
@@ -297,3 +351,41 @@ class TestBalances:
         assert receivable.is_hot and not LedgerBalance.objects.filter(account=receivable).exists()
         balance = account_balance(account=receivable)
         assert (balance.balance.amount_minor, balance.from_projection) == (1_000, False)
+
+
+@pytest.mark.django_db(transaction=True)
+class TestOutsideATransaction:
+    """Called outside a transaction, a single posting is one statement that is its own transaction."""
+
+    def test_posts_journal_and_audit_event_together(self):
+        cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_auto")
+        assert connection.get_autocommit() and not connection.in_atomic_block
+        journal = transfer(cash, payable, 700)
+        event = AuditEvent.objects.get(event_type="ledger.journal_posted", target_id=journal.idempotency_key)
+        assert event.after["lines"] and account_balance(account=payable).balance.amount_minor == 700
+        assert ledger_verify().ok
+
+    @pytest.mark.parametrize(
+        "table, when",
+        [("ledger_ledgerbalance", "AFTER UPDATE"), ("audit_auditevent", "AFTER INSERT")],
+        ids=["balances", "audit-event"],
+    )
+    def test_failure_inside_the_statement_leaves_nothing(self, table, when):
+        cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_auto")
+        before = ledger_counts()
+        events = AuditEvent.objects.count()
+        with connection.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION test_disk_on_fire() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'disk on fire after the entries were written'; END $$;
+                CREATE TRIGGER test_disk_on_fire {when} ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION test_disk_on_fire();
+            """)  # fmt: skip
+        try:
+            with pytest.raises(DatabaseError, match="disk on fire"):
+                transfer(cash, payable, 5)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TRIGGER test_disk_on_fire ON {table}; DROP FUNCTION test_disk_on_fire();")
+        assert ledger_counts() == before
+        assert AuditEvent.objects.count() == events

@@ -205,6 +205,44 @@ class TestJournal:
         # finance_ops may not read the audit trail, so is not offered a link that would refuse them
         assert 'data-testid="audit-link"' not in client_as("finance_ops").get(journal_url(journal)).content.decode()
 
+    def test_lists_its_audit_events_to_finance_and_links_them_for_auditors(self, client_as):
+        journal = capture("cap-1")
+        reversal = journal_reverse(
+            journal=journal, reason_code="DUPLICATE", reason_text="posted twice", idempotency_key="rev-1",
+            actor=ACTOR, now=timezone.now(),
+        )  # fmt: skip
+        finance = client_as("finance_ops").get(journal_url(journal))
+        assert [e.event_type for e in finance.context["audit_events"]] == ["ledger.journal_posted"]
+        table = re.search(r'data-testid="journal-audit-events">.*?</table>', finance.content.decode(), re.S).group(0)
+        assert "ledger.journal_posted" in table and "system:test" in table
+        assert "/audit/" not in table  # finance may not open audit events, so no links that would refuse them
+        reversed_page = client_as("auditor").get(journal_url(reversal))
+        (event,) = reversed_page.context["audit_events"]
+        assert event.event_type == "ledger.journal_reversed"
+        assert f'href="{reverse("audit:event_detail", args=[event.event_id])}"' in reversed_page.content.decode()
+
+    def test_a_bulk_posted_journal_shows_its_batch_event(self, client_as):
+        from ledger.services import JournalRequest, PostingLine, journal_post_many
+
+        cash = account_for(role="BANK_CASH", currency="IDR", actor=ACTOR, now=timezone.now())
+        payable = account_for(role="MERCHANT_PAYABLE", currency="IDR", owner_ref="m_1", actor=ACTOR, now=timezone.now())
+        requests = [
+            JournalRequest(
+                lines=(PostingLine(cash.pk, "DEBIT", 100, "IDR"), PostingLine(payable.pk, "CREDIT", 100, "IDR")),
+                journal_type="SETTLEMENT", source=Source("statement_line", f"sl_{i}"),
+                accounting_date=timezone.now().date(), idempotency_key=f"bulk-{i}",
+            )
+            for i in range(3)
+        ]  # fmt: skip
+        journals = journal_post_many(
+            requests=requests, batch_key="settlement-2026-11-20", actor=ACTOR, now=timezone.now()
+        )
+        assert {j.batch_ref for j in journals} == {"settlement-2026-11-20"}
+        events = client_as("finance_ops").get(journal_url(journals[1])).context["audit_events"]
+        assert [(e.event_type, e.target_id) for e in events] == [
+            ("ledger.journals_posted_bulk", "settlement-2026-11-20")
+        ]
+
 
 class TestAccess:
     def test_support_ops_is_refused_every_ledger_page(self, client_as):

@@ -15,7 +15,7 @@ class Command(BaseCommand):
                 "demo_seed refuses to run with DJANGO_ENV=production: demo users have published passwords."
             )
         try:
-            results = demo_seed(now=timezone.now())
+            results = demo_seed(now=timezone.now(), out=self.stdout)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write("Demo users (DEMO ONLY: these passwords are published in the README):")
