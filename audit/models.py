@@ -58,6 +58,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["event_type", "seq"], name="audit_event_type_seq_idx"),
             models.Index(fields=["result", "seq"], name="audit_result_seq_idx"),
             models.Index(fields=["correlation_id"], name="audit_correlation_idx"),
+            # Events about a case's objects (journals, requests) carry its number: the case timeline.
+            models.Index(fields=["case_ref", "seq"], condition=~models.Q(case_ref=""), name="audit_case_ref_seq_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -9,4 +9,9 @@ BEAT_SCHEDULE = {
         "task": "audit.tasks.audit_chain_verify",
         "schedule": crontab(minute=7),
     },
+    # Mark cases past their SLA and escalate them; idempotent, so a missed or doubled run is harmless.
+    "cases-sla-sweep": {
+        "task": "cases.tasks.cases_sla_sweep",
+        "schedule": crontab(minute="*/5"),
+    },
 }

@@ -51,17 +51,22 @@ ROLES: dict[str, Role] = {
 }
 
 # "app_label.codename" per role.
+_LEDGER_READ = {"ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}
+# Every team works its own queue: it may open the worklist and open cases; which cases it sees and
+# changes is granted per case (cases/permissions.py), not here.
+_CASE_TEAM = {"cases.open_worklist", "cases.add_opscase"}
+# Reading every case: the auditor, and the finance manager who checks changes proposed on cases.
+_CASE_READ_ALL = {"cases.open_worklist", "cases.view_opscase"}
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "support_ops": frozenset(),
-    "payment_ops": frozenset(),
-    "finance_ops": frozenset({"ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}),
-    "finance_manager": frozenset({"ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}),
-    "risk_ops": frozenset(),
-    "compliance_ops": frozenset(),
-    "sre": frozenset({"audit.view_auditevent"}),
-    "auditor": frozenset(
-        {"audit.view_auditevent", "audit.export_auditevent", "ledger.view_ledgeraccount", "ledger.view_ledgerjournal"}
-    ),
+    "support_ops": frozenset(_CASE_TEAM),
+    "payment_ops": frozenset(_CASE_TEAM),
+    "finance_ops": frozenset(_LEDGER_READ | _CASE_TEAM),
+    "finance_manager": frozenset(_LEDGER_READ | _CASE_READ_ALL),
+    "risk_ops": frozenset(_CASE_TEAM),
+    "compliance_ops": frozenset(_CASE_TEAM),
+    "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM),
+    "auditor": frozenset({"audit.view_auditevent", "audit.export_auditevent"} | _LEDGER_READ | _CASE_READ_ALL),
 }
 
 

@@ -56,6 +56,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # a transaction-pooling proxy, which cannot keep a prepared statement between transactions.
 DATABASE_PREPARED_STATEMENTS = config.env_bool(ENV, "DATABASE_PREPARED_STATEMENTS", True)
 
+# --- case evidence -----------------------------------------------------------------------------
+# Evidence files live outside any web-served directory, under names the server chooses; they are
+# served only by the evidence download view, to users who may see the case.
+CASE_EVIDENCE_ROOT = Path(ENV.get("CASE_EVIDENCE_ROOT") or BASE_DIR / "var" / "evidence")
+CASE_EVIDENCE_MAX_BYTES = config.env_int(ENV, "CASE_EVIDENCE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")
 if PRODUCTION and not REDIS_URL:
