@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("audit/", include("audit.urls")),
     path("ledger/", include("ledger.urls")),
+    path("cases/", include("cases.urls")),
     path("admin/", admin.site.urls),
 ]
 

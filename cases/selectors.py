@@ -247,3 +247,26 @@ def case_workbench(*, user, case: OpsCase, occurrence_limit: int = 50, event_lim
         team_members=list(permissions.team_members(case.owner_team)) if (worker or member) else [],
         objections=resolution_objections(case) if worker and case.is_open else [],
     )
+
+
+@dataclass(frozen=True)
+class SlaState:
+    """Where a case stands against its SLA at `now`, for the screens."""
+
+    marker: str  # "breached", "due_soon", "stopped" (resolved, closed, cancelled) or "" (on time)
+    remaining: dt.timedelta  # time left until due; negative when overdue
+
+    @property
+    def overdue(self) -> dt.timedelta:
+        return -self.remaining
+
+
+def sla_state(case: OpsCase, now: dt.datetime) -> SlaState:
+    remaining = case.sla_due_at - now
+    if case.status in DONE_STATUSES:
+        return SlaState("stopped", remaining)
+    if case.sla_breached_at is not None or remaining < dt.timedelta(0):
+        return SlaState("breached", remaining)
+    if case.sla_warn_at <= now:
+        return SlaState("due_soon", remaining)
+    return SlaState("", remaining)

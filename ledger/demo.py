@@ -1,18 +1,24 @@
 """Demo ledger data for `manage.py demo_seed`: a few days of captures, refunds, a payout and a
 reversed duplicate for two demo merchants, posted through the posting rules like production.
-Idempotent: every journal has a fixed key, so a second run posts nothing."""
+Idempotent: a second run (on any later day) finds the demo journals and posts nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from backoffice.actors import Actor
+from ledger.models import LedgerJournal
 from ledger.services import Source, journal_post_rule, journal_reverse
 
 MERCHANTS = (("m_demo_coffee", "IDR", 100), ("m_demo_books", "USD", 1))  # (owner, currency, minor-unit scale)
 
 
 def ledger_demo_seed(*, actor: Actor, now: dt.datetime) -> str:
+    # The journals' dates are relative to the first run, so a later run must not post them again
+    # (the same keys with other dates would rightly be refused as idempotency conflicts).
+    existing = LedgerJournal.objects.filter(idempotency_key__startswith="demo:").count()
+    if existing:
+        return f"{existing} demo journals already in place"
     posted = 0
     for merchant, currency, scale in MERCHANTS:
         for day in range(5, 0, -1):
@@ -49,4 +55,4 @@ def ledger_demo_seed(*, actor: Actor, now: dt.datetime) -> str:
             idempotency_key=f"demo:{merchant}:goodwill-duplicate:reversal", actor=actor, now=now,
         )  # fmt: skip
         posted += 4
-    return f"{posted} demo journals in place for {len(MERCHANTS)} merchants"
+    return f"{posted} demo journals posted for {len(MERCHANTS)} merchants"

@@ -155,6 +155,10 @@ class LedgerAccount(models.Model):
 
 
 class LedgerJournal(models.Model):
+    """A balanced, immutable set of entries. The table also has a column Django does not map,
+    `posting_xact` (the transaction that posted it, migration 0006), used only by the trigger that
+    refuses entries for a journal an earlier transaction posted."""
+
     public_id = models.CharField(max_length=32, unique=True)
     journal_type = models.CharField(max_length=48)
     source_type = models.CharField(max_length=48)

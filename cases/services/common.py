@@ -64,10 +64,15 @@ def audit_refusal(case_number: str, action: str, exc: DomainError, *, actor: Act
 
 
 def lock_case(case_number: str) -> OpsCase:
-    """The case row locked for this transaction (every command on one case queues here)."""
+    """The case row locked for this transaction (every command on one case queues here).
+
+    The assignee is loaded by a second query, after the lock. Joined into the locking query, a row
+    that PostgreSQL re-checks after a concurrent commit keeps the joined row from before it
+    (owner_user None while owner_user_id is set): the loser of a take race would crash instead of
+    being refused."""
     case = (
         OpsCase.objects.select_for_update(of=("self",))
-        .select_related("owner_user")
+        .prefetch_related("owner_user")
         .filter(case_number=case_number)
         .first()
     )

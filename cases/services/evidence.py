@@ -24,6 +24,7 @@ from django.db import transaction
 from audit.services import audit_record
 from backoffice.actors import Actor
 from backoffice.errors import DomainError, NotFound, ValidationFailed
+from backoffice.masking import mask_card_numbers
 from cases.models import CaseEvidence, Classification, EvidenceType, RetentionClass
 from cases.services.common import (
     TARGET_TYPE,
@@ -35,6 +36,7 @@ from cases.services.common import (
     require_worker,
     save_case,
 )
+from cases.services.lifecycle import _validate_text
 
 CHUNK = 64 * 1024
 
@@ -69,7 +71,7 @@ def display_name(client_name: str) -> str:
     """The last path component of whatever the client sent, reduced to safe characters."""
     name = PureWindowsPath(PurePosixPath(client_name or "").name).name
     name = re.sub(r"[^A-Za-z0-9._ -]", "_", name).strip(" .") or "evidence"
-    return name[-120:]
+    return mask_card_numbers(name)[-120:]  # a card number in a file name is shown as its last four
 
 
 def _extension(name: str) -> str:
@@ -124,6 +126,14 @@ class _Spooled:
     file: tempfile.SpooledTemporaryFile
 
 
+def _size(limit: int) -> str:
+    """A byte count as the operator reads it (a limit below 1 MiB must not read as "0 MiB")."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if limit >= factor and limit % factor == 0:
+            return f"{limit // factor} {unit}"
+    return f"{limit} bytes"
+
+
 def _spool(upload, limit: int) -> _Spooled:
     digest, size, head = hashlib.sha256(), 0, b""
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (returned open to the caller)
@@ -132,7 +142,7 @@ def _spool(upload, limit: int) -> _Spooled:
         size += len(chunk)
         if size > limit:
             spool.close()
-            raise ValidationFailed(f"the file is larger than the {limit // (1024 * 1024)} MiB limit for evidence")
+            raise ValidationFailed(f"the file is larger than the {_size(limit)} limit for evidence")
         if len(head) < 512:
             head += chunk[: 512 - len(head)]
         digest.update(chunk)
@@ -163,6 +173,7 @@ def evidence_add(
             raise ValidationFailed("choose an evidence type and classification")
         if retention_class not in RetentionClass.values:
             raise ValidationFailed("choose a retention class")
+        description = _validate_text(description, "the description", required=False)
         name = display_name(getattr(upload, "name", ""))
         ext = _extension(name)
         if ext not in ALLOWED_EXTENSIONS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection, transaction
-from django_fsm import TransitionNotAllowed
+from django_fsm import TransitionNotAllowed, can_proceed
 
 from backoffice.actors import Actor
 from backoffice.clock import business_timezone
@@ -26,6 +26,7 @@ from cases.models import (
 from cases.services.common import (
     acting_user,
     audit_case,
+    audit_refusal,
     case_snapshot,
     check_version,
     lock_case,
@@ -183,7 +184,9 @@ def case_assign(
 def case_take(*, case_number: str, actor: Actor, now: dt.datetime, expected_version: int | None = None) -> OpsCase:
     """Take an unassigned case from your team's queue."""
     if actor.user_id is None:
-        raise ValidationFailed("only a person can take a case")
+        refused = ValidationFailed("only a person can take a case")
+        audit_refusal(case_number, "CASE_ASSIGN", refused, actor=actor, now=now)
+        raise refused
     return case_assign(
         case_number=case_number, assignee_id=actor.user_id, actor=actor, now=now, expected_version=expected_version
     )
@@ -221,6 +224,13 @@ def case_transition(
         require_worker(user, case, TRANSITION_LABELS.get(transition, transition).lower())
         check_version(case, expected_version)
         method = getattr(case, transition)
+        # Legality first: an illegal request is refused as such, whatever else it lacks.
+        if case.status == CaseStatus.WAITING_APPROVAL and not actor.is_system:
+            raise IllegalTransition(
+                f"{case.case_number} is waiting on approval; only the approval decision moves it on"
+            )
+        if not can_proceed(method):
+            raise IllegalTransition(_not_allowed(case, transition))
         before = case_snapshot(case)
         fields = ["status"]
         text = reason_text.strip()
@@ -244,10 +254,7 @@ def case_transition(
         try:
             method()
         except TransitionNotAllowed as exc:
-            raise IllegalTransition(
-                f"{TRANSITION_LABELS.get(transition, transition)} is not allowed from "
-                f"{case.get_status_display().lower()} ({case.case_number})"
-            ) from exc
+            raise IllegalTransition(_not_allowed(case, transition)) from exc
         if transition == "reopen":
             # A new SLA clock; the earlier resolution stays in the history and the timeline.
             clock = sla_clock(severity=case.severity, case_type=case.case_type, start=now)
@@ -264,8 +271,18 @@ def case_transition(
     return run_command(case_number, f"CASE_{transition.upper()}", actor, now, body)
 
 
+def _not_allowed(case: OpsCase, transition: str) -> str:
+    return (
+        f"{TRANSITION_LABELS.get(transition, transition)} is not allowed from "
+        f"{case.get_status_display().lower()} ({case.case_number})"
+    )
+
+
 def legal_transitions(case: OpsCase) -> list[str]:
-    """Operator transitions legal from the case's current state (before permission)."""
+    """Operator transitions legal from the case's current state (before permission). None while
+    the case waits on approval: the approvals engine moves it on."""
+    if case.status == CaseStatus.WAITING_APPROVAL:
+        return []
     available = {t.name for t in case.get_available_status_transitions()}
     return [name for name in OPERATOR_TRANSITIONS if name in available]
 
@@ -297,7 +314,7 @@ def cases_sla_sweep(*, now: dt.datetime, actor: Actor, batch_size: int = 500) ->
         with transaction.atomic():
             due = list(
                 OpsCase.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("owner_user")
+                .prefetch_related("owner_user")  # after the lock (see lock_case)
                 .filter(status__in=[s for s in CaseStatus if s not in ("RESOLVED", "CLOSED", "CANCELLED")],
                         sla_due_at__lt=now, sla_breached_at__isnull=True)
                 .order_by("sla_due_at", "id")[:batch_size]

@@ -104,6 +104,17 @@ def test_unbalanced_raw_journal_fails_at_commit():
     assert not LedgerJournal.objects.filter(idempotency_key="at-commit").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_posted_journal_never_gains_an_entry():
+    cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_1")
+    journal = transfer(cash, payable, 100)
+    with pytest.raises(IntegrityError, match="posted by an earlier transaction"), transaction.atomic():
+        # a balanced pair, so only the rule about earlier journals can refuse it
+        raw_entry(journal.pk, cash.pk, "DEBIT", 50)
+        raw_entry(journal.pk, payable.pk, "CREDIT", 50)
+    assert LedgerEntry.objects.filter(journal=journal).count() == 2
+
+
 class TestVerify:
     def test_clean_ledger_verifies(self, capsys):
         credit_merchant("m_v", 500)

@@ -1,3 +1,5 @@
+import io
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -15,10 +17,14 @@ class Command(BaseCommand):
                 "demo_seed refuses to run with DJANGO_ENV=production: demo users have published passwords."
             )
         try:
-            results = demo_seed(now=timezone.now(), out=self.stdout)
+            summaries = io.StringIO()
+            results = demo_seed(now=timezone.now(), out=summaries)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write("Demo users (DEMO ONLY: these passwords are published in the README):")
         for demo, created in results:
             state = "created" if created else "exists"
             self.stdout.write(f"  {demo.username:12} role {demo.role:16} password {DEMO_PASSWORD}  ({state})")
+        self.stdout.write("Demo data:")
+        for line in summaries.getvalue().splitlines():
+            self.stdout.write(f"  {line}")
