@@ -61,6 +61,13 @@ DATABASE_PREPARED_STATEMENTS = config.env_bool(ENV, "DATABASE_PREPARED_STATEMENT
 # served only by the evidence download view, to users who may see the case.
 CASE_EVIDENCE_ROOT = Path(ENV.get("CASE_EVIDENCE_ROOT") or BASE_DIR / "var" / "evidence")
 CASE_EVIDENCE_MAX_BYTES = config.env_int(ENV, "CASE_EVIDENCE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+# No request body with files may exceed this (form fields included); checked while reading.
+UPLOAD_MAX_BYTES = config.env_int(ENV, "UPLOAD_MAX_BYTES", CASE_EVIDENCE_MAX_BYTES + 1024 * 1024, minimum=1024)
+FILE_UPLOAD_HANDLERS = [
+    "backoffice.uploads.RequestSizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")

@@ -126,6 +126,8 @@ class OpsCase(models.Model):
     occurrence_count = models.PositiveIntegerField(default=0)
     last_occurred_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
+    # The opening form's idempotency key: a double submit opens one case.
+    open_key = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     history = HistoricalRecords(get_user=history_user, excluded_fields=["updated_at"])
 
@@ -146,6 +148,7 @@ class OpsCase(models.Model):
                 | (~Q(resolution_code="") & ~Q(resolution_summary="")),
                 name="cases_resolution_recorded",
             ),
+            models.UniqueConstraint(fields=["open_key"], condition=~Q(open_key=""), name="cases_open_once_per_key"),
             models.CheckConstraint(condition=Q(severity_rank__gte=1, severity_rank__lte=4), name="cases_rank_valid"),
             models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=4), name="cases_priority_valid"),
         ]
@@ -283,10 +286,16 @@ class CaseNote(models.Model):
     redaction_level = models.CharField(max_length=12, choices=RedactionLevel.choices, default=RedactionLevel.INTERNAL)
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         default_permissions = ("view",)
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=~Q(idempotency_key=""), name="cases_note_once_per_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"note {self.pk} on case {self.case_id}"
@@ -353,10 +362,16 @@ class CaseFinding(models.Model):
     evidence = models.ForeignKey(CaseEvidence, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         default_permissions = ("view",)
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=~Q(idempotency_key=""), name="cases_finding_once_per_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.finding_type} on case {self.case_id}"

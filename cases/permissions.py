@@ -63,8 +63,20 @@ def grant_assignee(case: OpsCase, user_id: int) -> None:
         )
 
 
+def grant_viewer(case: OpsCase, user_id: int) -> None:
+    """Whoever opened a case may keep reading it, whichever team's queue it went to."""
+    OpsCaseUserObjectPermission.objects.get_or_create(
+        content_object=case, user_id=user_id, permission=_permission("view_opscase")
+    )
+
+
 def revoke_assignee(case: OpsCase, user_id: int) -> None:
-    OpsCaseUserObjectPermission.objects.filter(content_object=case, user_id=user_id).delete()
+    """The previous assignee loses change rights (and the view, unless they opened the case)."""
+    rows = OpsCaseUserObjectPermission.objects.filter(content_object=case, user_id=user_id)
+    opened_it = (
+        case.created_by == get_user_model().objects.filter(pk=user_id).values_list("username", flat=True).first()
+    )
+    (rows.filter(permission__codename="change_opscase") if opened_it else rows).delete()
 
 
 def team_members(team: str):

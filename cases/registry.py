@@ -39,6 +39,10 @@ def register_linkable_type(object_type: str, *, title: str, describe) -> None:
     _TYPES[object_type] = LinkableType(object_type=object_type, title=title, describe=describe)
 
 
+def unregister_linkable_type(object_type: str) -> None:
+    _TYPES.pop(object_type, None)
+
+
 def register_close_guard(name: str, guard: Callable[[object], str | None]) -> None:
     _CLOSE_GUARDS[name] = guard
 

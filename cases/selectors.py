@@ -23,6 +23,7 @@ from cases.models import (
     OpsCase,
     OpsCaseGroupObjectPermission,
     OpsCaseUserObjectPermission,
+    RedactionLevel,
 )
 from cases.services.lifecycle import TRANSITION_LABELS, legal_transitions, resolution_objections
 
@@ -209,9 +210,23 @@ def case_workbench(*, user, case: OpsCase, occurrence_limit: int = 50, event_lim
                     "correlation_id": ev.correlation_id, "before": ev.before, "after": ev.after,
                     "target": f"{ev.target_type} {ev.target_id}"},
         ))  # fmt: skip
+    # A RESTRICTED note is read by the case's team, its assignee and auditors; other readers (a
+    # checker with global view) see that it exists, not what it says.
+    reads_restricted = (
+        permissions.can_work(user, case)
+        or permissions.is_team_member(user, case.owner_team)
+        or user.has_perm("audit.view_auditevent")
+    )
     for note in notes:
+        hidden = note.redaction_level == RedactionLevel.RESTRICTED and not reads_restricted
+        body = (
+            f"Restricted note ({len(note.body)} characters): readable by the case's team, its assignee and auditors."
+            if hidden
+            else note.body
+        )
+        detail = {"redaction_level": note.redaction_level, "hidden": hidden}
         timeline.append(TimelineItem(note.created_at, "note", note.get_note_type_display(), note.created_by,
-                                     note.body, {"redaction_level": note.redaction_level}, note))  # fmt: skip
+                                     body, detail, note))  # fmt: skip
     for item in evidence:
         detail = {"name": item.original_name, "sha256": item.sha256}
         timeline.append(TimelineItem(item.uploaded_at, "evidence", item.get_evidence_type_display(),

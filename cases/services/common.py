@@ -12,7 +12,15 @@ from django.db import transaction
 from audit.models import AuditResult
 from audit.services import audit_record
 from backoffice.actors import Actor
-from backoffice.errors import DomainError, NotFound, PermissionMissing, StaleTarget
+from backoffice.errors import (
+    DomainError,
+    IdempotencyConflict,
+    IllegalTransition,
+    NotFound,
+    PermissionMissing,
+    StaleTarget,
+    ValidationFailed,
+)
 from backoffice.roles import roles_holding
 from cases import permissions
 from cases.models import OpsCase
@@ -56,6 +64,7 @@ def audit_case(
 
 def audit_refusal(case_number: str, action: str, exc: DomainError, *, actor: Actor, now: dt.datetime) -> None:
     """A refused case command, in its own transaction (the command's own was rolled back)."""
+    case_number = str(case_number)[:128]  # whatever the caller sent, the audit row must fit
     audit_record(
         event_type="case.command_refused", result=AuditResult.REFUSED, actor=actor, action_type=action,
         target_type=TARGET_TYPE, target_id=case_number, case_ref=case_number if case_number.startswith("CASE-") else "",
@@ -98,6 +107,25 @@ def require_global(user, permission: str, what: str) -> None:
     if user is not None and not user.has_perm(permission):
         holders = ", ".join(roles_holding(permission)) or "no role"
         raise PermissionMissing(f"{what} needs the permission {permission}, which these roles hold: {holders}")
+
+
+def require_not_closed(case: OpsCase, what: str) -> None:
+    """A closed or cancelled case is a record: nothing is added until it is reopened."""
+    if case.status in ("CLOSED", "CANCELLED"):
+        raise IllegalTransition(f"{case.case_number} is {case.get_status_display().lower()}; reopen it to {what}")
+
+
+def replayed(model, idempotency_key: str, case: OpsCase | None, what: str):
+    """The record an earlier command with this key created, or None. A key used for another case
+    (or by a command of another kind) is refused rather than answered with the wrong record."""
+    if not idempotency_key:
+        return None
+    if len(idempotency_key) > 64:
+        raise ValidationFailed("the idempotency key is longer than 64 characters")
+    existing = model.objects.filter(**{"open_key" if model is OpsCase else "idempotency_key": idempotency_key}).first()
+    if existing is not None and case is not None and existing.case_id != case.pk:
+        raise IdempotencyConflict(f"this idempotency key was already used for {what} on another case")
+    return existing
 
 
 def check_version(case: OpsCase, expected_version: int | None) -> None:

@@ -31,7 +31,9 @@ from cases.services.common import (
     acting_user,
     audit_case,
     audit_refusal,
+    check_version,
     lock_case,
+    require_not_closed,
     require_visible,
     require_worker,
     save_case,
@@ -156,7 +158,7 @@ def _spool(upload, limit: int) -> _Spooled:
 
 def evidence_add(
     *, case_number: str, upload, evidence_type: str, classification: str, retention_class: str,
-    actor: Actor, now: dt.datetime, description: str = "",
+    actor: Actor, now: dt.datetime, description: str = "", expected_version: int | None = None,
 ) -> CaseEvidence:  # fmt: skip
     """Attach a file to a case (assignee only). Refused with a clear message: too large, empty, a
     kind not on the allow-list, content that does not match the name's extension, or the same file
@@ -169,6 +171,8 @@ def evidence_add(
         with transaction.atomic():
             case = lock_case(case_number)
             require_worker(user, case, "attach evidence")
+            require_not_closed(case, "attach evidence")
+            check_version(case, expected_version)
         if evidence_type not in EvidenceType.values or classification not in Classification.values:
             raise ValidationFailed("choose an evidence type and classification")
         if retention_class not in RetentionClass.values:

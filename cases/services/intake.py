@@ -85,6 +85,9 @@ def _report(*, source_system, business_key, exception_type, error_code, detail, 
             raise ValidationFailed(f"an exception report needs {name}")
     if severity not in Severity.values or case_type not in CaseType.values:
         raise ValidationFailed(f"unknown severity {severity!r} or case type {case_type!r}")
+    # Whatever a reporting system sends, no card number is stored or fingerprinted.
+    business_key, trace_id = mask_card_numbers(business_key.strip()), mask_card_numbers(trace_id)
+    title, raw_evidence_ref = mask_card_numbers(title), mask_card_numbers(raw_evidence_ref)
     normalized = normalize_detail(detail)
     fingerprint = exception_fingerprint(
         source_system=source_system, business_key=business_key, exception_type=exception_type,

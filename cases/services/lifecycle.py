@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django_fsm import TransitionNotAllowed, can_proceed
 
 from backoffice.actors import Actor
@@ -30,6 +30,7 @@ from cases.services.common import (
     case_snapshot,
     check_version,
     lock_case,
+    replayed,
     require_global,
     require_visible,
     require_worker,
@@ -84,7 +85,7 @@ def _validate_text(value: str, field: str, *, required: bool = True, limit: int 
 def open_case_row(
     *, case_type: str, severity: str, title: str, description: str, owner_team: str, actor: Actor,
     now: dt.datetime, merchant_ref: str = "", customer_ref: str = "", source_system: str = "",
-    business_key: str = "", fingerprint: str = "",
+    business_key: str = "", fingerprint: str = "", open_key: str = "",
 ) -> OpsCase:  # fmt: skip
     """Insert a case and grant its team the view; the caller owns the transaction and the audit."""
     clock = sla_clock(severity=severity, case_type=case_type, start=now)
@@ -94,7 +95,7 @@ def open_case_row(
         title=title, description=description, merchant_ref=merchant_ref, customer_ref=customer_ref,
         owner_team=owner_team, created_by=actor.label, created_at=now, updated_at=now,
         sla_due_at=clock.due_at, sla_warn_at=clock.warn_at, source_system=source_system,
-        business_key=business_key, fingerprint=fingerprint,
+        business_key=business_key, fingerprint=fingerprint, open_key=open_key,
     )  # fmt: skip
     case.save(force_insert=True)
     permissions.grant_team(case, owner_team)
@@ -103,13 +104,19 @@ def open_case_row(
 
 def case_open(
     *, case_type: str, severity: str, title: str, description: str = "", actor: Actor, now: dt.datetime,
-    owner_team: str = "", merchant_ref: str = "", customer_ref: str = "",
+    owner_team: str = "", merchant_ref: str = "", customer_ref: str = "", idempotency_key: str = "",
 ) -> OpsCase:  # fmt: skip
     """Open a case by hand. It lands in `owner_team`'s queue (default: the team for its type),
-    unassigned, with its SLA clock running. Needs the global cases.add_opscase."""
+    unassigned, with its SLA clock running; whoever opened it may keep reading it. Needs the
+    global cases.add_opscase. The same idempotency key returns the case it opened (a double
+    submit is one case, also when both arrive at once)."""
 
     def body():
-        require_global(acting_user(actor), permissions.ADD, "Opening a case")
+        user = acting_user(actor)
+        require_global(user, permissions.ADD, "Opening a case")
+        earlier = replayed(OpsCase, idempotency_key, None, "opening a case")
+        if earlier is not None:
+            return earlier
         if case_type not in CaseType.values:
             raise ValidationFailed(f"unknown case type {case_type!r}")
         if severity not in Severity.values:
@@ -117,11 +124,21 @@ def case_open(
         team = owner_team or DEFAULT_TEAM[CaseType(case_type)]
         if team not in Team.values:
             raise ValidationFailed(f"unknown team {team!r}")
-        case = open_case_row(
-            case_type=case_type, severity=severity, title=_validate_text(title, "title", limit=200),
-            description=_validate_text(description, "description", required=False), owner_team=team,
-            actor=actor, now=now, merchant_ref=merchant_ref.strip(), customer_ref=customer_ref.strip(),
-        )  # fmt: skip
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent double submit may win the key
+                case = open_case_row(
+                    case_type=case_type, severity=severity, title=_validate_text(title, "title", limit=200),
+                    description=_validate_text(description, "description", required=False), owner_team=team,
+                    actor=actor, now=now, open_key=idempotency_key,
+                    merchant_ref=_validate_text(merchant_ref, "merchant reference", required=False, limit=64),
+                    customer_ref=_validate_text(customer_ref, "customer reference", required=False, limit=64),
+                )  # fmt: skip
+        except IntegrityError as exc:
+            if "cases_open_once_per_key" not in str(exc):
+                raise
+            return replayed(OpsCase, idempotency_key, None, "opening a case")
+        if user is not None:
+            permissions.grant_viewer(case, user.pk)
         audit_case(case, "case.opened", actor=actor, now=now, action_type="CASE_OPEN", after=case_snapshot(case))
         return case
 
@@ -146,6 +163,8 @@ def case_assign(
         if user is not None:
             is_assignee = case.owner_user_id == user.pk
             if not is_assignee and (case.owner_user_id or not permissions.is_team_member(user, case.owner_team)):
+                if case.owner_user_id and assignee_id == user.pk:
+                    raise PolicyDenied(f"{case.case_number} was already taken by {case.owner_user.get_username()}")
                 raise PolicyDenied(
                     f"only the assignee ({case.owner_user.get_username()}) may reassign {case.case_number}"
                     if case.owner_user_id
@@ -221,7 +240,14 @@ def case_transition(
         if transition not in OPERATOR_TRANSITIONS and not (actor.is_system and transition == "wait_approval"):
             raise ValidationFailed(f"unknown case transition {transition!r}")
         case = lock_case(case_number)
-        require_worker(user, case, TRANSITION_LABELS.get(transition, transition).lower())
+        if transition == "reopen" and case.owner_user_id is None and user is not None:
+            # A case a system actor resolved (or whose assignee left) has nobody to reopen it but
+            # its team: any member may.
+            require_visible(user, case)
+            if not permissions.is_team_member(user, case.owner_team):
+                require_worker(user, case, "reopen")
+        else:
+            require_worker(user, case, TRANSITION_LABELS.get(transition, transition).lower())
         check_version(case, expected_version)
         method = getattr(case, transition)
         # Legality first: an illegal request is refused as such, whatever else it lacks.
@@ -260,7 +286,9 @@ def case_transition(
             clock = sla_clock(severity=case.severity, case_type=case.case_type, start=now)
             case.sla_due_at, case.sla_warn_at, case.sla_breached_at = clock.due_at, clock.warn_at, None
             case.resolved_at = case.closed_at = None
-            fields += ["sla_due_at", "sla_warn_at", "sla_breached_at", "resolved_at", "closed_at"]
+            # Priority starts again from severity; escalation_level keeps counting breaches.
+            case.priority = PRIORITY_FOR_SEVERITY[Severity(case.severity)]
+            fields += ["sla_due_at", "sla_warn_at", "sla_breached_at", "resolved_at", "closed_at", "priority"]
         save_case(case, now, fields)
         audit_case(
             case, f"case.{transition}", actor=actor, now=now, action_type=f"CASE_{transition.upper()}",

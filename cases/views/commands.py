@@ -63,6 +63,9 @@ class CaseCommandView(CaseScreenMixin, View):
 
     def post(self, request, case_number: str, **kwargs):
         form = self.get_form()
+        refused_upload = getattr(request, "upload_refused", "")
+        if refused_upload:
+            return self.refused(form, refused_upload, status=413)
         if not form.is_valid():
             return self.refused(form, form_errors_text(form), status=400)
         key = form.cleaned_data["idempotency_key"]
@@ -147,8 +150,8 @@ class TransitionView(CaseCommandView):
         return f"{TRANSITION_LABELS[name]}: {case_number} is now {case.get_status_display().lower()}."
 
 
-# Notes, findings, evidence and links are appended to the case; their services take no case version
-# (an addition stays true when the case moved on) and the idempotency key keeps a double submit single.
+# Notes, findings, evidence and links carry the page's case version (a stale page is refused) and
+# the form's idempotency key (a double submit is one note or finding, also when both arrive at once).
 
 
 class NoteAddView(CaseCommandView):
@@ -159,6 +162,7 @@ class NoteAddView(CaseCommandView):
         note_add(
             case_number=case_number, note_type=data["note_type"], body=data["body"],
             redaction_level=data["redaction_level"], actor=actor, now=now,
+            idempotency_key=data["idempotency_key"], expected_version=data["expected_version"],
         )  # fmt: skip
         return f"Note added to {case_number}."
 
@@ -171,7 +175,8 @@ class FindingAddView(CaseCommandView):
         finding = finding_add(
             case_number=case_number, finding_type=data["finding_type"], source=data["source"],
             conclusion=data["conclusion"], external_reference=data["external_reference"],
-            evidence_id=data["evidence"], actor=actor, now=now,
+            evidence_id=data["evidence"], actor=actor, now=now, idempotency_key=data["idempotency_key"],
+            expected_version=data["expected_version"],
         )  # fmt: skip
         return f"Finding recorded on {case_number}: {finding.get_finding_type_display()}."
 
@@ -184,7 +189,7 @@ class EvidenceAddView(CaseCommandView):
         evidence = evidence_add(
             case_number=case_number, upload=data["upload"], evidence_type=data["evidence_type"],
             classification=data["classification"], retention_class=data["retention_class"],
-            description=data["description"], actor=actor, now=now,
+            description=data["description"], actor=actor, now=now, expected_version=data["expected_version"],
         )  # fmt: skip
         return (
             f"Evidence #{evidence.pk} ({evidence.original_name}, {evidence.content_type}) attached to "
@@ -199,7 +204,7 @@ class LinkAddView(CaseCommandView):
     def perform(self, data, *, case_number, actor, now):
         link = link_add(
             case_number=case_number, object_type=data["object_type"], object_id=data["object_id"],
-            relation_type=data["relation_type"], actor=actor, now=now,
+            relation_type=data["relation_type"], actor=actor, now=now, expected_version=data["expected_version"],
         )  # fmt: skip
         relation = link.relation_type.replace("_", " ").lower()
         return f"Linked to {case_number}: {relation} {link.object_type} {link.object_id}."

@@ -39,6 +39,7 @@ class CaseCreateView(CaseScreenMixin, View):
                 case_type=data["case_type"], severity=data["severity"], title=data["title"],
                 description=data["description"], owner_team=data["owner_team"], merchant_ref=data["merchant_ref"],
                 customer_ref=data["customer_ref"], actor=actor_of(request), now=timezone.now(),
+                idempotency_key=data["idempotency_key"],
             )  # fmt: skip
         except DomainError as exc:
             form.add_error(None, exc.message)

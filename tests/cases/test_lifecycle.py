@@ -480,7 +480,8 @@ class TestSlaSweep:
         second = manila(2026, 3, 6, 10, 1).astimezone(dt.UTC)
         assert cases_sla_sweep(now=second, actor=SWEEPER) == 1
         swept = fetch(case.case_number)
-        assert (swept.sla_breached_at, swept.escalation_level, swept.priority) == (second, 2, 1)
+        # reopening restarted priority from severity (P3); the new breach moves it one step (P2)
+        assert (swept.sla_breached_at, swept.escalation_level, swept.priority) == (second, 2, 2)
         assert AuditEvent.objects.filter(target_id=case.case_number, event_type="case.sla_breached").count() == 2
 
     def test_batches_cover_every_due_case(self):

@@ -399,7 +399,10 @@ class TestOpenCase:
         response = client.post(reverse("cases:create"), {**open_form(client), "case_type": "INCIDENT"})
         case = OpsCase.objects.get()
         assert case.owner_team == "sre"
-        assert response["Location"] == reverse("cases:worklist")  # pat may not open an SRE case
+        # whoever opened a case keeps reading it, whichever queue it went to, but does not work it
+        assert response["Location"] == workbench_url(case.case_number)
+        page = client.get(workbench_url(case.case_number))
+        assert page.status_code == 200 and not page.context["wb"].can_work
 
     def test_a_reader_may_not_open_cases(self, avery):
         assert signed_in(avery).get(reverse("cases:create")).status_code == 403
@@ -526,6 +529,24 @@ def load(client: Client, case_number: str) -> str:
     response = client.get(workbench_url(case_number))
     assert response.status_code == 200
     return page_html(response)
+
+
+class TestUploadCap:
+    def test_an_upload_past_the_request_cap_is_refused_before_it_is_stored(self, pat, settings):
+        settings.UPLOAD_MAX_BYTES = 4096
+        case = open_case()
+        n = case.case_number
+        client = signed_in(pat)
+        client.post(f"{workbench_url(n)}take/", form_fields(load(client, n), "take-form"))
+        upload = SimpleUploadedFile("big.pdf", PDF + b"0" * 10_000, content_type="application/pdf")
+        evidence = {
+            **form_fields(load(client, n), "evidence-form"), "upload": upload, "evidence_type": "CORRESPONDENCE",
+            "classification": "INTERNAL", "retention_class": "OPERATIONAL_2Y", "description": "too big",
+        }  # fmt: skip
+        response = client.post(f"{workbench_url(n)}evidence/", evidence)
+        assert response.status_code == 413
+        assert "larger than the 4096 bytes this service accepts" in page_html(response)
+        assert not CaseEvidence.objects.filter(case=case).exists()
 
 
 class TestWorkbenchCommands:

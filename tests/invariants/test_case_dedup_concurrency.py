@@ -86,7 +86,7 @@ def test_two_takers_one_case_one_assignee():
     (loser_index, refusal) = losers[0]
     winner = takers[1 - loser_index]
     assert winners == [winner.pk]
-    assert refusal.message == f"only the assignee ({winner.username}) may reassign {case.case_number}"
+    assert refusal.message == f"{case.case_number} was already taken by {winner.username}"
     case = fetch(case.case_number)
     assert (case.owner_user_id, case.version) == (winner.pk, 2)
     assert sorted(
