@@ -3,3 +3,46 @@ from django.apps import AppConfig
 
 class ApprovalsConfig(AppConfig):
     name = "approvals"
+    verbose_name = "Approvals"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from cases import registry as case_registry
+
+        post_migrate.connect(_ensure_policies, sender=self)
+        case_registry.register_close_guard("approvals", _open_request_objection)
+        case_registry.register_linkable_type("action_request", title="Action request", describe=_describe_requests)
+
+
+def _open_request_objection(case) -> str | None:
+    from approvals.selectors import open_requests_for_case
+
+    open_requests = open_requests_for_case(case_number=case.case_number)
+    if not open_requests:
+        return None
+    listed = ", ".join(f"{r.public_id} ({r.get_status_display().lower()})" for r in open_requests)
+    return f"a change linked to this case is still open: {listed}"
+
+
+def _describe_requests(ids):
+    from approvals.models import ActionRequest
+    from cases.registry import LinkedObjectView
+
+    return {
+        r.public_id: LinkedObjectView(label=r.public_id, status=r.status, detail=f"{r.action_type} {r.target_label}")
+        for r in ActionRequest.objects.filter(public_id__in=ids)
+    }
+
+
+def _ensure_policies(sender, apps=None, **kwargs):
+    from django.apps import apps as current_apps
+
+    from approvals.policies import ensure_policies
+
+    try:
+        if apps is not None:
+            apps.get_model("approvals", "ApprovalPolicy")
+    except LookupError:
+        return
+    ensure_policies(current_apps)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, content_hash
@@ -138,3 +138,42 @@ def audit_record(**event: Any) -> AuditEvent:
     with transaction.atomic(savepoint=False):
         (row,) = execute_prepared(prepared.sql(), prepared.params())
     return prepared.as_written(*row)
+
+
+def _array_literal(values) -> str:
+    """A PostgreSQL array literal for simple strings (role names)."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def audit_record_many(events: list[PreparedEvent]) -> int:
+    """Append many prepared events in one statement, chained in the order given, inside the
+    caller's transaction (for set-based commands: one event per row they changed). The chain lock
+    is taken once (audit_chain_link_many, migration 0005)."""
+    if not events:
+        return 0
+    columns: dict[str, list] = {name: [] for name in CONTENT_FIELDS}
+    for event in events:
+        for name in CONTENT_FIELDS:
+            value = event.fields[name]
+            if name in ("before", "after"):
+                value = None if value is None else json.dumps(value)
+            elif name == "actor_roles":
+                value = _array_literal(value or [])
+            columns[name].append(value)
+    casts = {"occurred_at": "timestamptz[]", "actor_user_id": "bigint[]"}
+    unnest = ", ".join(f"%({name})s::{casts.get(name, 'text[]')}" for name in CONTENT_FIELDS)
+    select = ", ".join(
+        f"u.{name}::varchar[]" if name == "actor_roles" else f"u.{name}::jsonb" if name in ("before", "after")
+        else f"u.{name}"
+        for name in CONTENT_FIELDS
+    )  # fmt: skip
+    sql = (
+        f"INSERT INTO audit_auditevent ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608 (column names are constants)
+        f" SELECT {select}, l.link_seq, l.link_prev, l.link_hash"
+        f" FROM unnest({unnest}) WITH ORDINALITY AS u({', '.join(CONTENT_FIELDS)}, ord)"
+        " JOIN audit_chain_link_many(%(digests)s::text[]) AS l ON l.ord = u.ord"
+        " ORDER BY u.ord"
+    )
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, {**columns, "digests": [event.digest for event in events]})
+        return cursor.rowcount

@@ -58,15 +58,25 @@ _CASE_TEAM = {"cases.open_worklist", "cases.add_opscase"}
 # Reading every case: the auditor, and the finance manager who checks changes proposed on cases.
 _CASE_READ_ALL = {"cases.open_worklist", "cases.view_opscase"}
 
+# Reading action requests (the inbox, my requests, all requests with filters).
+_APPROVALS_READ = {"approvals.view_actionrequest"}
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "support_ops": frozenset(_CASE_TEAM),
     "payment_ops": frozenset(_CASE_TEAM),
-    "finance_ops": frozenset(_LEDGER_READ | _CASE_TEAM),
-    "finance_manager": frozenset(_LEDGER_READ | _CASE_READ_ALL),
+    "finance_ops": frozenset(_LEDGER_READ | _CASE_TEAM | _APPROVALS_READ | {"ledger.propose_adjustment"}),
+    "finance_manager": frozenset(
+        _LEDGER_READ | _CASE_READ_ALL | _APPROVALS_READ | {"ledger.decide_adjustment", "approvals.export_actionrequest"}
+    ),
     "risk_ops": frozenset(_CASE_TEAM),
     "compliance_ops": frozenset(_CASE_TEAM),
     "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM),
-    "auditor": frozenset({"audit.view_auditevent", "audit.export_auditevent"} | _LEDGER_READ | _CASE_READ_ALL),
+    "auditor": frozenset(
+        {"audit.view_auditevent", "audit.export_auditevent", "approvals.export_actionrequest"}
+        | _LEDGER_READ
+        | _CASE_READ_ALL
+        | _APPROVALS_READ
+    ),
 }
 
 

@@ -18,6 +18,12 @@ class LedgerConfig(AppConfig):
 
         register_demo_seeder("ledger", ledger_demo_seed)
 
+        from approvals.registry import register_action
+        from ledger.actions import JOURNAL_REVERSAL, LEDGER_ADJUSTMENT
+
+        register_action(LEDGER_ADJUSTMENT)
+        register_action(JOURNAL_REVERSAL)
+
         # One menu entry: statements and journals are reached from it by links, and their views
         # reuse this screen (with their own permission) so the menu highlights where they came from.
         register_screen(

@@ -179,6 +179,11 @@ class LedgerJournal(models.Model):
     batch_ref = models.CharField(max_length=160, blank=True, default="", db_default="")
 
     class Meta:
+        # Proposing and deciding adjustments and reversals (maker-checker, approvals engine).
+        permissions = [
+            ("propose_adjustment", "Can propose ledger adjustments and journal reversals"),
+            ("decide_adjustment", "Can approve or reject ledger adjustments and journal reversals"),
+        ]
         ordering = ["-id"]
         default_permissions = ("view",)
         indexes = [

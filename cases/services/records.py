@@ -135,3 +135,27 @@ def link_add(
         return link
 
     return run_command(case_number, "CASE_LINK", actor, now, body)
+
+
+def case_link_record(
+    *, case_number: str, object_type: str, object_id: str, relation_type: str, actor: Actor, now: dt.datetime
+) -> CaseLink:
+    """Link an object to a case on behalf of another app's command (the approvals engine linking a
+    request and the journal it posted). The calling command was authorised by its own rules; this
+    runs inside its transaction. Idempotent; audited."""
+    case = lock_case(case_number)
+    if relation_type not in RELATION_TYPES:
+        raise ValidationFailed(f"unknown relation {relation_type!r}")
+    existing = case.links.filter(object_type=object_type, object_id=object_id, relation_type=relation_type).first()
+    if existing:
+        return existing
+    link = CaseLink.objects.create(
+        case=case, object_type=object_type, object_id=object_id, relation_type=relation_type,
+        created_by=actor.label, created_at=now,
+    )  # fmt: skip
+    save_case(case, now, [])
+    audit_case(
+        case, "case.linked", actor=actor, now=now, action_type="CASE_LINK",
+        after={"object_type": object_type, "object_id": object_id, "relation_type": relation_type},
+    )  # fmt: skip
+    return link

@@ -1,0 +1,16 @@
+"""The default approval policies (approvals/policies.py): ledger adjustments and journal reversals
+always need a finance manager; a case is required."""
+
+from django.db import migrations
+
+
+def seed(apps, schema_editor):
+    from approvals.policies import ensure_policies
+
+    ensure_policies(apps)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("approvals", "0001_initial")]
+
+    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]

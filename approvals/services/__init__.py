@@ -1,0 +1,15 @@
+"""Maker-checker commands: the only writers of action requests."""
+
+from approvals.services.end_of_day import END_OF_DAY, EndOfDayResult, requests_reject_pending
+from approvals.services.requests import (
+    needs_approval,
+    request_approve,
+    request_cancel,
+    request_reject,
+    request_submit,
+)
+
+__all__ = [
+    "END_OF_DAY", "EndOfDayResult", "needs_approval", "request_approve", "request_cancel", "request_reject",
+    "request_submit", "requests_reject_pending",
+]  # fmt: skip
