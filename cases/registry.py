@@ -26,7 +26,8 @@ class LinkedObjectView:
 class LinkableType:
     object_type: str
     title: str
-    # describe(ids) -> {id: view} for the ids that exist; one call per type per page (fixed queries).
+    # describe(ids) -> {id: view or dict of its fields} for the ids that exist; one call per type per
+    # page (fixed queries).
     describe: Callable[[list[str]], dict[str, LinkedObjectView]]
 
 
@@ -79,5 +80,7 @@ def describe_links(links: Iterable) -> dict[int, LinkedObjectView | None]:
         kind = _TYPES.get(object_type)
         views = kind.describe([link.object_id for link in group]) if kind else {}
         for link in group:
-            described[link.pk] = views.get(link.object_id)
+            view = views.get(link.object_id)
+            # Apps that may not import cases describe with plain dicts of the same fields.
+            described[link.pk] = LinkedObjectView(**view) if isinstance(view, dict) else view
     return described

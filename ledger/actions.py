@@ -164,16 +164,15 @@ def _execute_reversal(request, actor: Actor, now: dt.datetime) -> dict:
     return {"ledger_journal": reversal.public_id}
 
 
-def describe_journals(ids: list[str]):
-    from cases.registry import LinkedObjectView
-
+def describe_journals(ids: list[str]) -> dict[str, dict]:
+    """How a case shows a linked journal (plain values: the ledger imports no other domain app)."""
     return {
-        j.public_id: LinkedObjectView(
-            label=j.public_id,
-            url=reverse("ledger:journal_detail", args=[j.public_id]),
-            status="POSTED",
-            detail=j.journal_type,
-        )
+        j.public_id: {
+            "label": j.public_id,
+            "url": reverse("ledger:journal_detail", args=[j.public_id]),
+            "status": "POSTED",
+            "detail": j.journal_type,
+        }  # fmt: skip
         for j in LedgerJournal.objects.filter(public_id__in=ids)
     }
 
