@@ -172,7 +172,7 @@ def describe_journals(ids: list[str]) -> dict[str, dict]:
             "url": reverse("ledger:journal_detail", args=[j.public_id]),
             "status": "POSTED",
             "detail": j.journal_type,
-        }  # fmt: skip
+        }
         for j in LedgerJournal.objects.filter(public_id__in=ids)
     }
 
