@@ -14,6 +14,31 @@ class ApprovalsConfig(AppConfig):
         case_registry.register_close_guard("approvals", _open_request_objection)
         case_registry.register_linkable_type("action_request", title="Action request", describe=_describe_requests)
 
+        from approvals.demo import approvals_demo_seed
+        from backoffice.demo import register_demo_seeder
+
+        register_demo_seeder("approvals", approvals_demo_seed)
+
+        from backoffice.navigation import Screen, register_screen
+
+        # Each list has its own address prefix, so the menu highlights where a page was reached from;
+        # a request's page belongs to "All requests".
+        for screen in (
+            Screen(key="approvals_inbox", title="Checker inbox", url_name="approvals:inbox",
+                   permission="approvals.view_actionrequest", section="Approvals", hotkey="i",
+                   description="Pending changes you may approve or reject, oldest first."),
+            Screen(key="approvals_mine", title="My requests", url_name="approvals:mine",
+                   permission="approvals.view_actionrequest", section="Approvals",
+                   description="Changes you proposed, whatever became of them."),
+            Screen(key="approvals_all", title="All requests", url_name="approvals:request_list",
+                   permission="approvals.view_actionrequest", section="Approvals",
+                   description="Every change request, with filters and a CSV export."),
+            Screen(key="approvals_adjustment", title="Propose adjustment", url_name="approvals:adjustment_new",
+                   permission="ledger.propose_adjustment", section="Approvals",
+                   description="A manual ledger adjustment: preview its lines, then propose it for approval."),
+        ):  # fmt: skip
+            register_screen(screen)
+
 
 def _open_request_objection(case) -> str | None:
     from approvals.selectors import open_requests_for_case
@@ -26,11 +51,18 @@ def _open_request_objection(case) -> str | None:
 
 
 def _describe_requests(ids):
+    from django.urls import reverse
+
     from approvals.models import ActionRequest
     from cases.registry import LinkedObjectView
 
     return {
-        r.public_id: LinkedObjectView(label=r.public_id, status=r.status, detail=f"{r.action_type} {r.target_label}")
+        r.public_id: LinkedObjectView(
+            label=r.public_id,
+            url=reverse("approvals:request_detail", args=[r.public_id]),
+            status=r.status,
+            detail=f"{r.action_type} {r.target_label}",
+        )
         for r in ActionRequest.objects.filter(public_id__in=ids)
     }
 

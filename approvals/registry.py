@@ -42,6 +42,8 @@ class ActionSpec:
     # execute(request, actor, now) -> result payload (ids of what was made); raises DomainError
     execute: Callable[[Any, Actor, dt.datetime], dict]
     reason_codes: tuple[str, ...] = ()
+    # choices for the proposing form's fields, from the owning app: {field: [(value, label), ...]}
+    field_choices: Callable[[], dict[str, list[tuple[str, str]]]] | None = None
     # object types this action's results can be linked to cases as: {type: (title, describe(ids))}
     linkable_types: dict[str, tuple[str, Callable]] = field(default_factory=dict)
 

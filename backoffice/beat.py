@@ -14,4 +14,11 @@ BEAT_SCHEDULE = {
         "task": "cases.tasks.cases_sla_sweep",
         "schedule": crontab(minute="*/5"),
     },
+    # End of day. Beat only wakes the task every 15 minutes (UTC); the service decides from business
+    # time (BUSINESS_TIMEZONE, BUSINESS_DAY_CUTOFF, DST included) which requests are past the cut-off,
+    # so a run before it rejects nothing and a missed run is made good by the next one.
+    "approvals-reject-pending": {
+        "task": "approvals.tasks.approvals_reject_pending",
+        "schedule": crontab(minute="*/15"),
+    },
 }

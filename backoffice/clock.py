@@ -36,7 +36,7 @@ def business_day_end(now: dt.datetime) -> dt.datetime:
     day = local.date()
     for _ in range(3):  # today's cut-off, else tomorrow's (DST shifts cannot skip two days)
         candidate = dt.datetime.combine(day, cutoff, tzinfo=tz)
-        if candidate > local:
+        if candidate.astimezone(dt.UTC) > now:  # instants, not wall times (DST repeats and skips hours)
             return candidate.astimezone(dt.UTC)
         day += dt.timedelta(days=1)
     raise AssertionError("unreachable: no cut-off within three days")

@@ -14,6 +14,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("ledger/", include("ledger.urls")),
     path("cases/", include("cases.urls")),
+    path("approvals/", include("approvals.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -125,6 +125,10 @@ def _validate_reversal(payload: dict, actor: Actor) -> dict:
         raise ValidationFailed(f"no journal {public_id}")
     if journal.reverses_id is not None:
         raise ValidationFailed(f"{public_id} is itself a reversal; post a new journal instead")
+    reversed_by = LedgerJournal.objects.filter(reverses=journal).values_list("public_id", flat=True).first()
+    if reversed_by:
+        # Refused now rather than approved later only to fail: a journal is reversed at most once.
+        raise ValidationFailed(f"{public_id} was already reversed by {reversed_by}")
     return {"journal": public_id}
 
 
@@ -182,6 +186,7 @@ LEDGER_ADJUSTMENT = ActionSpec(
     propose_permission="ledger.propose_adjustment", decide_permission="ledger.decide_adjustment",
     validate=_validate_adjustment, target=_adjustment_target, preview=_adjustment_preview,
     execute=_execute_adjustment, reason_codes=ADJUSTMENT_REASONS,
+    field_choices=lambda: {"adjustment_type": adjustment_types()},
     linkable_types={"ledger_journal": ("Ledger journal", describe_journals)},
 )  # fmt: skip
 

@@ -143,26 +143,22 @@ def request_submit(
             raise ValidationFailed("the reason contains what looks like a full card number; use the last four digits")
         if not idempotency_key or len(idempotency_key) > 64:
             raise ValidationFailed("a change needs an idempotency key of at most 64 characters")
+        # The submission as sent, so a retry is recognised before anything is checked again: the
+        # target or the case may have moved on since (the request executed, the case was resolved)
+        # and the answer to a retry is still the first request.
+        request_hash = hashlib.sha256(
+            json.dumps([payload, reason_code, reason_text, case_ref, ticket_id], sort_keys=True,
+                       cls=DjangoJSONEncoder).encode()
+        ).hexdigest()  # fmt: skip
+        earlier = _replayed(action_type, idempotency_key, request_hash, actor)
+        if earlier is not None:
+            return earlier
         normalized = spec.validate(dict(payload), actor)
         target = spec.target(normalized)
         policy = _policy(action_type)
         _check_policy(spec, policy, payload=normalized, target=target, reason_code=reason_code,
                       case_ref=case_ref.strip(), maker_roles=actor.roles if user is not None else None)  # fmt: skip
-        request_hash = hashlib.sha256(
-            json.dumps([normalized, reason_code, reason_text, case_ref, ticket_id], sort_keys=True,
-                       cls=DjangoJSONEncoder).encode()
-        ).hexdigest()  # fmt: skip
         with transaction.atomic():
-            existing = ActionRequest.objects.filter(
-                action_type=action_type, target_type=target.target_type, target_id=target.target_id,
-                idempotency_key=idempotency_key,
-            ).first()  # fmt: skip
-            if existing is not None:
-                if existing.request_hash != request_hash:
-                    raise IdempotencyConflict(
-                        f"this idempotency key was used for {existing.public_id} with other values"
-                    )
-                return existing
             approval = needs_approval(policy, target.amount_minor, target.currency)
             request = ActionRequest(
                 public_id=new_public_id("act"), action_type=action_type, target_type=target.target_type,
@@ -181,6 +177,11 @@ def request_submit(
                 with transaction.atomic():
                     request.save(force_insert=True)
             except IntegrityError as exc:
+                # A concurrent submit with this key committed first (whichever index PostgreSQL
+                # checked first): the retry's answer is that request, or a conflict.
+                earlier = _replayed(action_type, idempotency_key, request_hash, actor, any_maker=True)
+                if earlier is not None:
+                    return earlier
                 if "approvals_one_open_request_per_target" in str(exc):
                     pending = ActionRequest.objects.filter(
                         target_type=target.target_type, target_id=target.target_id,
@@ -192,30 +193,48 @@ def request_submit(
                         f"({pending.get_status_display().lower() if pending else 'pending'}); "
                         "decide or withdraw it first"
                     ) from exc
-                if "approvals_request_once_per_key" in str(exc):
-                    return ActionRequest.objects.get(
-                        action_type=action_type, target_type=target.target_type, target_id=target.target_id,
-                        idempotency_key=idempotency_key,
-                    )  # fmt: skip
                 raise
             submitted = {"payload": request.payload, "preview": request.preview, "needs_approval": approval}
-            _audit(request, "approvals.request_submitted", actor=actor, now=now, reason_text=reason_text,
-                   after=submitted)  # fmt: skip
-            if request.case_ref:
-                from cases.services import case_link_record
 
-                case_link_record(case_number=request.case_ref, object_type=TARGET, object_id=request.public_id,
-                                 relation_type="RELATES_TO", actor=actor, now=now)  # fmt: skip
-            if not approval:
+            def record_submission(request=request):
+                if request.case_ref:
+                    from cases.services import case_link_record
+
+                    case_link_record(case_number=request.case_ref, object_type=TARGET, object_id=request.public_id,
+                                     relation_type="RELATES_TO", actor=actor, now=now)  # fmt: skip
+                _audit(request, "approvals.request_submitted", actor=actor, now=now, reason_text=reason_text,
+                       after=submitted)  # fmt: skip
+
+            _lock_case(request.case_ref)
+            if approval:
+                record_submission()
+            else:
                 request.approve()
                 request.checker, request.decided_at = POLICY_ACTOR.label, now
                 request.decision_reason = "policy: no approval needed"
                 _save(request, ["status", "checker", "decided_at", "decision_reason"])
-                request = _execute(request, spec, actor=actor, now=now)
+                request = _execute(request, spec, actor=actor, now=now, records_first=[record_submission])
             return request
     except DomainError as exc:
         _refused("submit", action_type, case_ref or action_type, exc, actor=actor, now=now)
         raise
+
+
+def _replayed(
+    action_type: str, idempotency_key: str, request_hash: str, actor: Actor, *, any_maker: bool = False
+) -> ActionRequest | None:
+    """The request this key already made, when this is a retry of it (same maker, same submission);
+    IdempotencyConflict when the key was used for something else. The first look is among the
+    maker's own requests (the maker index keeps it cheap); after a key collision, among everyone's."""
+    found = ActionRequest.objects.filter(action_type=action_type, idempotency_key=idempotency_key)
+    if not any_maker:
+        found = found.filter(maker_user_id=actor.user_id, maker=actor.label)
+    existing = found.first()
+    if existing is None:
+        return None
+    if existing.request_hash != request_hash or existing.maker != actor.label:
+        raise IdempotencyConflict(f"this idempotency key was used for {existing.public_id} with other values")
+    return existing
 
 
 def _save(request: ActionRequest, fields: list[str]) -> None:
@@ -230,10 +249,17 @@ def _lock(public_id: str) -> ActionRequest:
     return request
 
 
-def _execute(request: ActionRequest, spec: ActionSpec, *, actor: Actor, now: dt.datetime) -> ActionRequest:
+def _execute(
+    request: ActionRequest, spec: ActionSpec, *, actor: Actor, now: dt.datetime, records_first=()
+) -> ActionRequest:
     """Run an approved request. The domain's effect and SUCCEEDED commit together; a domain
     refusal rolls the effect back to a savepoint and records FAILED with its error; a target that
-    changed since the request records FAILED with STALE_TARGET and runs nothing."""
+    changed since the request records FAILED with STALE_TARGET and runs nothing.
+
+    Lock order: the caller holds the request row and the case row; the domain effect locks its own
+    rows (balances) and only then is anything audited (the audit chain lock is taken last, as every
+    poster takes it), so the caller's own audit records come in as `records_first`, written after
+    the effect and before the outcome."""
     try:
         current = spec.target(request.payload)
         if current.version != request.target_version:
@@ -248,6 +274,8 @@ def _execute(request: ActionRequest, spec: ActionSpec, *, actor: Actor, now: dt.
             request.succeed()
             request.result, request.executed_at = _json(result), now
             _save(request, ["status", "result", "executed_at"])
+            for record in records_first:
+                record()
             _audit(request, "approvals.request_executed", actor=actor, now=now, after={"result": request.result})
             _link_results(request, spec, result, actor=actor, now=now)
         return request
@@ -256,6 +284,8 @@ def _execute(request: ActionRequest, spec: ActionSpec, *, actor: Actor, now: dt.
         fresh.fail()
         fresh.error_code, fresh.error_message, fresh.executed_at = exc.code, exc.message, now
         _save(fresh, ["status", "error_code", "error_message", "executed_at"])
+        for record in records_first:
+            record()
         _audit(fresh, "approvals.request_failed", actor=actor, now=now, result=AuditResult.FAILED, error=exc)
         return fresh
 
@@ -274,7 +304,8 @@ def _link_results(request: ActionRequest, spec: ActionSpec, result: dict, *, act
 
 
 def _require_checker(request: ActionRequest, spec: ActionSpec, actor: Actor, user) -> None:
-    if request.maker_user_id is not None and actor.user_id == request.maker_user_id:
+    # The same person, or the same system actor (which has no user id to compare).
+    if (request.maker_user_id is not None and actor.user_id == request.maker_user_id) or actor.label == request.maker:
         raise SelfApprovalRefused(f"you proposed {request.public_id}; another person must decide it")
     if user is None:
         if not actor.is_system:
@@ -299,6 +330,7 @@ def request_approve(*, public_id: str, actor: Actor, now: dt.datetime, reason_te
     try:
         with transaction.atomic():
             request = _lock(public_id)
+            _lock_case(request.case_ref)  # lock order: request, case, the domain's rows, audit chain
             spec = action_spec(request.action_type)
             user = _user(actor)
             _require_checker(request, spec, actor, user)
@@ -319,8 +351,11 @@ def request_approve(*, public_id: str, actor: Actor, now: dt.datetime, reason_te
             request.checker, request.checker_user_id = actor.label, actor.user_id
             request.decided_at, request.decision_reason = now, (reason_text or "").strip()
             _save(request, ["status", "checker", "checker_user", "decided_at", "decision_reason"])
-            _audit(request, "approvals.request_approved", actor=actor, now=now, before=before,
-                   after={"status": request.status}, reason_text=request.decision_reason)  # fmt: skip
+
+            def record_approval():
+                _audit(request, "approvals.request_approved", actor=actor, now=now, before=before,
+                       after={"status": RequestStatus.APPROVED}, reason_text=request.decision_reason)  # fmt: skip
+
             try:
                 _check_policy(
                     spec, policy, payload=request.payload, target=spec.target(request.payload),
@@ -330,12 +365,22 @@ def request_approve(*, public_id: str, actor: Actor, now: dt.datetime, reason_te
                 request.fail()
                 request.error_code, request.error_message, request.executed_at = "POLICY_NOT_MET", exc.message, now
                 _save(request, ["status", "error_code", "error_message", "executed_at"])
+                record_approval()
                 _audit(request, "approvals.request_failed", actor=actor, now=now, result=AuditResult.FAILED, error=exc)
                 return request
-            return _execute(request, spec, actor=actor, now=now)
+            return _execute(request, spec, actor=actor, now=now, records_first=[record_approval])
     except DomainError as exc:
         _refused("approve", "", public_id, exc, actor=actor, now=now)
         raise
+
+
+def _lock_case(case_ref: str) -> None:
+    """Lock the request's case row before the domain's rows: every command that touches a case
+    takes its row first (cases.services do), so no two commands wait on each other in a circle."""
+    if case_ref:
+        from cases.models import OpsCase
+
+        list(OpsCase.objects.select_for_update().filter(case_number=case_ref).values_list("pk", flat=True))
 
 
 def _maker_roles(request: ActionRequest):
