@@ -16,10 +16,13 @@ from django.db.models import Q, QuerySet
 
 from approvals.models import OPEN_STATUSES, ActionRequest, ApprovalPolicy, RequestStatus
 from approvals.registry import action_specs
+from approvals.rules import checker_refusal, limit_for
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for_targets
+from backoffice.actors import Actor
 from backoffice.clock import business_timezone
-from backoffice.roles import roles_holding, user_role_names
+from backoffice.errors import SelfApprovalRefused
+from backoffice.roles import user_role_names
 
 PAGE_SIZE = 50
 REQUEST_TARGET = "action_request"  # the audit trail's target type for a request
@@ -38,11 +41,6 @@ def open_requests_for_case(*, case_number: str) -> list[ActionRequest]:
 
 
 # --- who may decide -------------------------------------------------------------------------------
-
-
-def _limit_for(limits: dict, roles, currency: str) -> int | None:
-    found = [int(limits[r][currency]) for r in roles if r in limits and currency in limits[r]]
-    return max(found) if found else None
 
 
 def policy_for(*, action_type: str) -> ApprovalPolicy | None:
@@ -68,7 +66,7 @@ def decidable_condition(*, user) -> Q | None:
             within = Q(amount_minor__isnull=True)
             currencies = sorted({currency for role in roles if role in limits for currency in limits[role]})
             for currency in currencies:
-                within |= Q(currency=currency, amount_minor__lte=_limit_for(limits, roles, currency))
+                within |= Q(currency=currency, amount_minor__lte=limit_for(limits, roles, currency))
             condition &= within
         by_action.append(condition)
     if not by_action:
@@ -93,27 +91,18 @@ def decision_blocker(*, user, request: ActionRequest) -> str:
             RequestStatus.CANCELLED: "was withdrawn by its maker",
         }.get(request.status, f"is {request.get_status_display().lower()}")
         return f"It {what}; there is nothing left to decide."
-    if request.maker_user_id is not None and request.maker_user_id == user.pk:
-        return "You proposed this request; another person must decide it (four eyes)."
     spec = next((s for s in action_specs() if s.action_type == request.action_type), None)
     if spec is None:
         return f"{request.action_type} is not an action this system runs any more."
-    if not user.has_perm(spec.decide_permission):
-        holders = ", ".join(roles_holding(spec.decide_permission)) or "no role"
-        permission = spec.decide_permission
-        return f"Deciding {spec.title} needs the permission {permission}, which these roles hold: {holders}."
-    roles = user_role_names(user)
-    if request.allowed_checker_roles and not set(roles) & set(request.allowed_checker_roles):
-        allowed = ", ".join(request.allowed_checker_roles)
-        return f"It may be decided by {allowed}; you hold {', '.join(roles) or 'no role'}."
-    policy = policy_for(action_type=request.action_type)
-    if policy is None:
-        return f"No approval policy is set for {request.action_type}; nobody can decide it."
-    if request.amount_minor is not None and policy.checker_limits_minor:
-        limit = _limit_for(policy.checker_limits_minor, roles, request.currency)
-        if limit is None or request.amount_minor > limit:
-            return "The amount is above your approval limit; someone with a higher limit must decide it."
-    return ""
+    refusal = checker_refusal(
+        request=request, spec=spec, policy=policy_for(action_type=request.action_type), actor=Actor.from_user(user),
+        user=user,
+    )  # fmt: skip
+    if refusal is None:
+        return ""
+    if isinstance(refusal, SelfApprovalRefused):
+        return "You proposed this request; another person must decide it (four eyes)."
+    return refusal.message[:1].upper() + refusal.message[1:] + "."
 
 
 # --- lists ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from approvals.models import ActionRequest, ApprovalMode, ApprovalPolicy, RequestStatus
 from approvals.registry import ActionSpec, action_spec
+from approvals.rules import checker_refusal, limit_for
 from audit.models import AuditResult
 from audit.services import audit_record
 from backoffice.actors import Actor, system_actor
@@ -28,7 +29,6 @@ from backoffice.errors import (
     NotFound,
     PermissionMissing,
     PolicyDenied,
-    SelfApprovalRefused,
     StaleTarget,
     ValidationFailed,
 )
@@ -75,12 +75,6 @@ def _policy(action_type: str) -> ApprovalPolicy:
     return policy
 
 
-def _limit_for(limits: dict, roles, currency: str) -> int | None:
-    """The highest limit any of these roles has in this currency (None: no role has one)."""
-    found = [int(limits[r][currency]) for r in roles if r in limits and currency in limits[r]]
-    return max(found) if found else None
-
-
 def needs_approval(policy: ApprovalPolicy, amount_minor: int | None, currency: str) -> bool:
     if policy.mode == ApprovalMode.NEVER:
         return False
@@ -109,7 +103,7 @@ def _check_policy(spec: ActionSpec, policy: ApprovalPolicy, *, payload: dict, ta
         if policy.evidence_required and not case.evidence.exists():
             raise PolicyDenied(f"{spec.title} needs evidence attached to {case.case_number} first")
     if target.amount_minor is not None and maker_roles is not None:
-        limit = _limit_for(policy.maker_limits_minor, maker_roles, target.currency)
+        limit = limit_for(policy.maker_limits_minor, maker_roles, target.currency)
         if policy.maker_limits_minor and (limit is None or target.amount_minor > limit):
             raise PolicyDenied(
                 f"{target.amount_minor} {target.currency} (minor units) is above what your role may propose"
@@ -303,24 +297,13 @@ def _link_results(request: ActionRequest, spec: ActionSpec, result: dict, *, act
                              relation_type="RELATES_TO", actor=actor, now=now)  # fmt: skip
 
 
-def _require_checker(request: ActionRequest, spec: ActionSpec, actor: Actor, user) -> None:
-    # The same person, or the same system actor (which has no user id to compare).
-    if (request.maker_user_id is not None and actor.user_id == request.maker_user_id) or actor.label == request.maker:
-        raise SelfApprovalRefused(f"you proposed {request.public_id}; another person must decide it")
-    if user is None:
-        if not actor.is_system:
-            raise PermissionMissing("deciding a change needs a signed-in user")
-        return
-    if not user.has_perm(spec.decide_permission):
-        holders = ", ".join(roles_holding(spec.decide_permission)) or "no role"
-        raise PermissionMissing(
-            f"deciding {spec.title} needs the permission {spec.decide_permission}, which these roles hold: {holders}"
-        )
-    if request.allowed_checker_roles and not set(actor.roles) & set(request.allowed_checker_roles):
-        raise PermissionMissing(
-            f"{request.public_id} may be decided by {', '.join(request.allowed_checker_roles)}; you hold "
-            f"{', '.join(actor.roles) or 'no role'}"
-        )
+def _require_checker(request: ActionRequest, spec: ActionSpec, actor: Actor, user, *, check_limit: bool) -> None:
+    refusal = checker_refusal(
+        request=request, spec=spec, policy=ApprovalPolicy.objects.filter(action_type=request.action_type).first(),
+        actor=actor, user=user, check_limit=check_limit,
+    )  # fmt: skip
+    if refusal is not None:
+        raise refusal
 
 
 def request_approve(*, public_id: str, actor: Actor, now: dt.datetime, reason_text: str = "") -> ActionRequest:
@@ -333,19 +316,14 @@ def request_approve(*, public_id: str, actor: Actor, now: dt.datetime, reason_te
             _lock_case(request.case_ref)  # lock order: request, case, the domain's rows, audit chain
             spec = action_spec(request.action_type)
             user = _user(actor)
-            _require_checker(request, spec, actor, user)
+            _require_checker(request, spec, actor, user, check_limit=False)
             if request.status != RequestStatus.REQUESTED:
                 raise IllegalTransition(
                     f"{request.public_id} is no longer pending: it is {request.get_status_display().lower()}"
                     + (f" ({request.checker})" if request.checker else "")
                 )
+            _require_checker(request, spec, actor, user, check_limit=True)
             policy = _policy(request.action_type)
-            if user is not None and request.amount_minor is not None and policy.checker_limits_minor:
-                limit = _limit_for(policy.checker_limits_minor, actor.roles, request.currency)
-                if limit is None or request.amount_minor > limit:
-                    raise PolicyDenied(
-                        f"{request.amount_minor} {request.currency} (minor units) is above your approval limit"
-                    )
             before = {"status": request.status}
             request.approve()
             request.checker, request.checker_user_id = actor.label, actor.user_id
@@ -397,7 +375,7 @@ def request_reject(*, public_id: str, actor: Actor, now: dt.datetime, reason_tex
         with transaction.atomic():
             request = _lock(public_id)
             spec = action_spec(request.action_type)
-            _require_checker(request, spec, actor, _user(actor))
+            _require_checker(request, spec, actor, _user(actor), check_limit=False)
             reason = (reason_text or "").strip()
             if not reason:
                 raise ValidationFailed("a rejection needs a reason")

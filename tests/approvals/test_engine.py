@@ -348,7 +348,7 @@ def test_a_checker_without_the_role_the_request_names_is_refused(alice, bob, cas
     set_policy(ADJUSTMENT, approver_roles=["risk_ops"])
     request = propose(alice, case=case)
     before = snapshot(request.public_id)
-    with pytest.raises(PermissionMissing, match=f"{request.public_id} may be decided by risk_ops; you hold finance"):
+    with pytest.raises(PermissionMissing, match="it may be decided by risk_ops; you hold finance"):
         approve(bob, request)
     assert_refused("approve", request.public_id, "PERMISSION_DENIED", bob, before, request.public_id)
 
