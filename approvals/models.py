@@ -104,6 +104,11 @@ class ActionRequest(models.Model):
                 fields=["action_type", "target_type", "target_id", "idempotency_key"],
                 name="approvals_request_once_per_key",
             ),
+            # A maker's key names one submission, whatever its target: two submissions with one key
+            # arriving at once cannot both become requests.
+            models.UniqueConstraint(
+                fields=["maker", "action_type", "idempotency_key"], name="approvals_request_once_per_maker_key"
+            ),
             # Four eyes, also against raw SQL: the checker is never the maker.
             models.CheckConstraint(
                 condition=Q(checker_user__isnull=True) | Q(maker_user__isnull=True) | ~Q(checker_user=F("maker_user")),

@@ -12,7 +12,7 @@ from approvals.services import requests_reject_pending
 from audit.models import AuditEvent
 from audit.verification import chain_verify
 from backoffice.actors import system_actor
-from backoffice.errors import IllegalTransition, PolicyDenied
+from backoffice.errors import IdempotencyConflict, IllegalTransition, PolicyDenied
 from ledger.models import LedgerJournal
 from ledger.verification import ledger_verify
 from tests.factories.approvals import approve, at, checker, fetch, maker, open_case, payable_balance, propose
@@ -73,6 +73,20 @@ def test_eight_copies_of_one_submission_are_one_request():
     assert ActionRequest.objects.count() == 1
     assert AuditEvent.objects.filter(event_type="approvals.request_submitted").count() == 1
     assert not AuditEvent.objects.filter(event_type="approvals.submit_refused").exists()
+
+
+def test_one_key_sent_at_once_for_two_targets_is_one_request():
+    alice = maker("alice")
+    case = open_case(alice)
+
+    results = run_together(
+        2, lambda i: propose(alice, case=case, merchant=f"m_key_{i}", key="one_key_two_targets", now=at(1)).pk
+    )
+
+    made = [r for r in results if isinstance(r, int)]
+    conflicts = [r for r in results if isinstance(r, IdempotencyConflict)]
+    assert len(made) == 1 and len(conflicts) == 1, results
+    assert ActionRequest.objects.filter(idempotency_key="one_key_two_targets").count() == 1
 
 
 def test_two_finance_managers_approving_at_once_execute_once():
