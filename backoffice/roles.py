@@ -18,6 +18,9 @@ class Role:
     name: str
     title: str
     purpose: str
+    # May sign in to the Django admin (is_staff); what they can do there is still only their
+    # permissions. The finance manager decides requests there; everyone else works on the screens.
+    admin_site: bool = False
 
 
 ROLES: dict[str, Role] = {
@@ -38,7 +41,12 @@ ROLES: dict[str, Role] = {
             "Finance operations",
             "Proposes adjustments and works reconciliation breaks (maker).",
         ),
-        Role("finance_manager", "Finance manager", "Approves or rejects money-moving changes (checker)."),
+        Role(
+            "finance_manager",
+            "Finance manager",
+            "Approves or rejects money-moving changes (checker).",
+            admin_site=True,
+        ),
         Role("risk_ops", "Risk operations", "Reviews risk cases and merchant capability restrictions."),
         Role("compliance_ops", "Compliance operations", "Reviews compliance cases and restrictions."),
         Role(

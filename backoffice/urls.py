@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from backoffice.views import auth, health, home
 
-admin.site.site_header = "Payment back-office: engineering admin"
+admin.site.site_header = "Payment back-office: admin"
 admin.site.site_title = "Back-office admin"
 
 urlpatterns = [

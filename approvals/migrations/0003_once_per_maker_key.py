@@ -5,15 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0002_default_policies'),
+        ("approvals", "0002_default_policies"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='actionrequest',
-            constraint=models.UniqueConstraint(fields=('maker', 'action_type', 'idempotency_key'), name='approvals_request_once_per_maker_key'),
+            model_name="actionrequest",
+            constraint=models.UniqueConstraint(
+                fields=("maker", "action_type", "idempotency_key"), name="approvals_request_once_per_maker_key"
+            ),
         ),
     ]

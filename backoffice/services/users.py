@@ -53,6 +53,12 @@ def user_provision(
         if not user.groups.filter(pk=group.pk).exists():
             user.groups.add(group)
             changed.append(f"role:{role}")
+        admin_site = ROLES[role].admin_site
+        if admin_site and not user.is_staff and not user.is_superuser:
+            # Staff only opens the admin; the admin shows and allows what the role's permissions do.
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+            changed.append("admin_site")
         if changed:
             audit_record(
                 event_type="user.provisioned",

@@ -54,3 +54,22 @@ def test_demo_seed_refuses_production():
     )
     assert result.returncode != 0
     assert "refuses to run with DJANGO_ENV=production" in result.stderr
+
+
+@pytest.mark.django_db
+def test_only_roles_that_decide_in_the_admin_get_staff_and_the_grant_is_audited():
+    from django.utils import timezone
+
+    from backoffice.actors import system_actor
+    from backoffice.services.users import user_provision
+
+    actor, now = system_actor("test"), timezone.now()
+    manager, _ = user_provision(username="mgr_staff", role="finance_manager", password="long-enough-pass-2026",
+                                full_name="M S", actor=actor, now=now)  # fmt: skip
+    maker, _ = user_provision(username="ops_staff", role="finance_ops", password="long-enough-pass-2026",
+                              full_name="O S", actor=actor, now=now)  # fmt: skip
+    assert manager.is_staff and not manager.is_superuser
+    assert not maker.is_staff
+    event = AuditEvent.objects.get(event_type="user.provisioned", target_id="mgr_staff")
+    assert "admin_site" in event.after["changes"]
+    assert [name for name, role in ROLES.items() if role.admin_site] == ["finance_manager"]

@@ -1,10 +1,10 @@
 """A fee charged twice is given back, with four eyes, in a browser.
 
 Finance ops opens a case and proposes a FEE_REFUND of 2,500.00 IDR for m_demo_coffee, seeing the
-exact ledger lines before submitting; cannot approve their own request; the finance manager
-approves it from the checker inbox (finance managers have no admin access: roles do not make
-anyone staff); the merchant's statement shows the payable balance up by 2,500.00; and the auditor
-finds the request, the approval and the execution in the audit trail.
+exact ledger lines before submitting; cannot approve their own request; the finance manager sees
+it in the checker inbox and approves it in the Django admin (the admin action calls the same
+service); the merchant's statement shows the payable balance up by 2,500.00; and the auditor finds
+the request, the approval and the execution in the audit trail.
 """
 
 import re
@@ -116,11 +116,19 @@ def test_a_fee_refund_is_proposed_approved_by_another_person_posted_and_audited(
     row = page.locator(f"[data-testid=inbox-table] tr[data-request='{public_id}']")
     assert "2,500.00 IDR" in row.inner_text() and "finops" in row.inner_text()
     screenshot("fee-correction-3-inbox")
-    row.locator(f"text={public_id}").click()
-    page.wait_for_url(f"{live_server.url}/approvals/requests/{public_id}/")
-    page.fill("#approve-note", "Matches the provider's settlement report")
-    page.click("[data-testid=approve-form] button[type=submit]")
-    page.wait_for_selector("text=approved and executed")
+    # In the admin: tick the request, choose the action, confirm with a note.
+    page.goto(f"{live_server.url}/admin/approvals/actionrequest/?q={public_id}")
+    page.locator("#result_list tbody tr", has_text=public_id).locator("input.action-select").check()
+    page.select_option("select[name=action]", "approve_selected")
+    page.click("button[name=index]")
+    page.wait_for_selector("#decision-requests")
+    page.fill("textarea[name=reason], input[name=reason]", "Matches the provider's settlement report")
+    screenshot("fee-correction-4a-admin-confirm")
+    page.click("input[type=submit]")
+    page.wait_for_selector("ul.messagelist")
+    assert "Approved 1 of 1" in page.inner_text("ul.messagelist")
+    screenshot("fee-correction-4b-admin-approved")
+    page.goto(f"{live_server.url}/approvals/requests/{public_id}/")
     assert "SUCCEEDED" in page.inner_text("[data-testid=request-status]")
     assert "finmanager" in page.inner_text("[data-testid=request-decision]")
     journal = page.inner_text("[data-testid=result-journal]")
