@@ -25,7 +25,7 @@ from django.utils import timezone
 from approvals.forms import MAX_SELECTED, CommandForm
 from approvals.models import ActionRequest, ApprovalPolicy
 from approvals.registry import action_specs
-from approvals.views.bulk import decide_each
+from approvals.services import requests_decide
 from approvals.views.common import command_done, remember_done
 from backoffice.actors import Actor
 from backoffice.masking import find_card_numbers
@@ -113,7 +113,7 @@ class ActionRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             if command_done(request, key) is not None:
                 self.message_user(request, "That form was already sent and carried out; nothing more was changed.")
                 return None
-            result = decide_each(
+            result = requests_decide(
                 public_ids=[r.public_id for r in chosen], decision=decision, reason_text=form.cleaned_data["reason"],
                 actor=Actor.from_user(request.user), now=timezone.now(),
             )  # fmt: skip

@@ -18,6 +18,7 @@ from django.views import View
 from approvals.forms import LedgerAdjustmentForm
 from approvals.models import ActionRequest, RequestStatus
 from approvals.registry import action_spec
+from approvals.rules import limit_for
 from approvals.selectors import open_request_for, policy_for
 from approvals.services import needs_approval, request_submit
 from backoffice.errors import DomainError
@@ -31,11 +32,6 @@ from .detail import preview_view
 ACTION = "CREATE_LEDGER_ADJUSTMENT"
 TEMPLATE = "approvals/adjustment.html"
 PREFILL = ("merchant_ref", "currency", "case_ref", "ticket_id")
-
-
-def _limit(limits: dict, roles, currency: str) -> int | None:
-    found = [int(limits[r][currency]) for r in roles if r in limits and currency in limits[r]]
-    return max(found) if found else None
 
 
 class LedgerAdjustmentView(ScreenPermissionMixin, View):
@@ -79,7 +75,7 @@ class LedgerAdjustmentView(ScreenPermissionMixin, View):
         roles = user_role_names(self.request.user)
         approval = None
         if policy is not None:
-            limit = _limit(policy.maker_limits_minor or {}, roles, target.currency)
+            limit = limit_for(policy.maker_limits_minor or {}, roles, target.currency)
             approval = {
                 "needed": needs_approval(policy, target.amount_minor, target.currency),
                 "roles": [ROLES[name].title if name in ROLES else name for name in policy.approver_roles],
