@@ -8,8 +8,11 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from approvals.policy_change import POLICY_CHANGE
+        from approvals.registry import register_action
         from cases import registry as case_registry
 
+        register_action(POLICY_CHANGE)
         post_migrate.connect(_ensure_policies, sender=self)
         case_registry.register_close_guard("approvals", _open_request_objection)
         case_registry.register_linkable_type("action_request", title="Action request", describe=_describe_requests)
@@ -36,6 +39,9 @@ class ApprovalsConfig(AppConfig):
             Screen(key="approvals_adjustment", title="Propose adjustment", url_name="approvals:adjustment_new",
                    permission="ledger.propose_adjustment", section="Approvals",
                    description="A manual ledger adjustment: preview its lines, then propose it for approval."),
+            Screen(key="approvals_policies", title="Approval policies", url_name="approvals:policies",
+                   permission="approvals.view_approvalpolicy", section="Approvals",
+                   description="What each action needs: approvers, limits, case and evidence; propose a change."),
         ):  # fmt: skip
             register_screen(screen)
 

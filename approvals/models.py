@@ -47,7 +47,7 @@ class ApprovalMode(models.TextChoices):
 
 
 class ActionRequest(models.Model):
-    public_id = models.CharField(max_length=32, unique=True)  # act_...
+    public_id = models.CharField(max_length=32)  # act_..., unique: approvals_public_id_unique
     action_type = models.CharField(max_length=48)
     target_type = models.CharField(max_length=48)
     target_id = models.CharField(max_length=128)
@@ -70,13 +70,14 @@ class ActionRequest(models.Model):
     needs_approval = models.BooleanField()
     allowed_checker_roles = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     maker = models.CharField(max_length=150)
+    # The user foreign keys are indexed by approvals_maker_idx / approvals_checker_idx (user first).
     maker_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     created_at = models.DateTimeField()
     checker = models.CharField(max_length=150, blank=True)
     checker_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
@@ -87,13 +88,18 @@ class ActionRequest(models.Model):
     status = FSMField(default=RequestStatus.REQUESTED, choices=RequestStatus.choices, protected=True)
     version = models.PositiveIntegerField(default=1)
 
-    history = HistoricalRecords(get_user=history_user)
+    # History is read per request (by id) and by date; indexes on its other columns would only be
+    # upkeep, on the one write end of day does a hundred thousand times.
+    history = HistoricalRecords(get_user=history_user, no_db_index=["public_id", "maker_user", "checker_user"])
 
     class Meta:
         ordering = ["-created_at", "-id"]
         default_permissions = ("view",)
         permissions = [("export_actionrequest", "Can export action requests as CSV")]
+        # Every index is upkeep for each decision and for end of day's set-based rejection: unique
+        # public_id is a constraint (no pattern-ops index), the user keys live in composite indexes.
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="approvals_public_id_unique"),
             # At most one open request per target entity (a second proposal names the first).
             models.UniqueConstraint(
                 fields=["target_type", "target_id"],
@@ -180,6 +186,10 @@ class ApprovalPolicy(models.Model):
 
     class Meta:
         default_permissions = ("view",)
+        permissions = [
+            ("propose_policy_change", "Can propose an approval policy change"),
+            ("decide_policy_change", "Can decide an approval policy change"),
+        ]
         verbose_name_plural = "approval policies"
 
     def __str__(self) -> str:

@@ -46,6 +46,10 @@ class ActionSpec:
     field_choices: Callable[[], dict[str, list[tuple[str, str]]]] | None = None
     # object types this action's results can be linked to cases as: {type: (title, describe(ids))}
     linkable_types: dict[str, tuple[str, Callable]] = field(default_factory=dict)
+    # The ApprovalPolicy fields seeded for this action type when it has no policy yet (mode,
+    # approver_roles, case_required, evidence_required, allowed_reason_codes, maker_limits_minor,
+    # checker_limits_minor, risk_level). Changing a policy later is itself an approved action.
+    default_policy: dict[str, Any] | None = None
 
 
 _ACTIONS: dict[str, ActionSpec] = {}

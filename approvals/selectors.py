@@ -36,6 +36,10 @@ def open_request_for(*, target_type: str, target_id: str) -> ActionRequest | Non
     return ActionRequest.objects.filter(target_type=target_type, target_id=target_id, status__in=OPEN_STATUSES).first()
 
 
+def open_requests_for_target_type(*, target_type: str) -> list[ActionRequest]:
+    return list(ActionRequest.objects.filter(target_type=target_type, status__in=OPEN_STATUSES).order_by("id"))
+
+
 def open_requests_for_case(*, case_number: str) -> list[ActionRequest]:
     return list(ActionRequest.objects.filter(case_ref=case_number, status__in=OPEN_STATUSES).order_by("id"))
 

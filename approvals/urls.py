@@ -32,4 +32,6 @@ urlpatterns = [
     path("requests/<act:public_id>/reject/", views.RejectView.as_view(), name="reject"),
     path("requests/<act:public_id>/withdraw/", views.WithdrawView.as_view(), name="withdraw"),
     path("adjustments/new/", views.LedgerAdjustmentView.as_view(), name="adjustment_new"),
+    path("policies/", views.PolicyListView.as_view(), name="policies"),
+    path("policies/<str:action_type>/change/", views.PolicyChangeView.as_view(), name="policy_change"),
 ]

@@ -21,7 +21,7 @@ GENESIS_HASH = "0" * 64
 class AuditEvent(models.Model):
     # The chain position. Assigned under the chain lock, so ascending seq is chain order.
     seq = models.BigIntegerField(primary_key=True)
-    event_id = models.CharField(max_length=32, unique=True)
+    event_id = models.CharField(max_length=32)  # unique: audit_event_id_unique
     occurred_at = models.DateTimeField()
     actor = models.CharField(max_length=150, help_text="username, system:<name> or anonymous")
     actor_user_id = models.BigIntegerField(null=True, blank=True)
@@ -43,7 +43,7 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64)  # unique: audit_hash_unique
 
     class Meta:
         ordering = ["-seq"]
@@ -65,6 +65,10 @@ class AuditEvent(models.Model):
             models.CheckConstraint(
                 condition=models.Q(result__in=["SUCCEEDED", "REFUSED", "FAILED"]), name="audit_result_valid"
             ),
+            # Unique as constraints, not `unique=True` fields: those would also build a pattern-ops
+            # index each for LIKE searches nobody makes, two more indexes to update per event.
+            models.UniqueConstraint(fields=["event_id"], name="audit_event_id_unique"),
+            models.UniqueConstraint(fields=["hash"], name="audit_hash_unique"),
         ]
 
     def __str__(self) -> str:

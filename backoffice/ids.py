@@ -27,6 +27,8 @@ PREFIXES = {
     "audit_event": "ae",
     "merchant": "m",
     "customer": "cus",
+    "beneficiary": "ben",
+    "provider_inquiry": "inq",
 }
 
 _PUBLIC_ID = re.compile(r"^(?P<prefix>[a-z]{1,8})_(?P<body>[0-9A-HJKMNP-TV-Z]{26})$")

@@ -66,24 +66,88 @@ _CASE_TEAM = {"cases.open_worklist", "cases.add_opscase"}
 # Reading every case: the auditor, and the finance manager who checks changes proposed on cases.
 _CASE_READ_ALL = {"cases.open_worklist", "cases.view_opscase"}
 
-# Reading action requests (the inbox, my requests, all requests with filters).
-_APPROVALS_READ = {"approvals.view_actionrequest"}
+# Reading action requests (the inbox, my requests, all requests with filters) and the policies.
+_APPROVALS_READ = {"approvals.view_actionrequest", "approvals.view_approvalpolicy"}
+
+# Reading the payment domain. Masking of personal data is the screens' job, by role, not a permission.
+_PAYMENTS_READ = {
+    "payments.view_merchant", "payments.view_merchantbeneficiary", "payments.view_customer",
+    "payments.view_paymentintent", "payments.view_paymentattempt", "payments.view_refund", "payments.view_payout",
+    "payments.view_paymentevent", "payments.view_capabilityrestriction",
+}  # fmt: skip
+# The provider side: raw and normalized events and inquiries (technical, no personal data in them).
+_PROVIDER_READ = {"payments.view_providereventraw", "payments.view_providereventnormalized",
+                  "payments.view_providerinquiry"}  # fmt: skip
+# Webhook operations: replay, release from quarantine, mark poison (recorded actions, no approval).
+_WEBHOOK_OPS = {"payments.replay_webhook", "payments.release_webhook", "payments.poison_webhook"}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "support_ops": frozenset(_CASE_TEAM),
-    "payment_ops": frozenset(_CASE_TEAM),
-    "finance_ops": frozenset(_LEDGER_READ | _CASE_TEAM | _APPROVALS_READ | {"ledger.propose_adjustment"}),
-    "finance_manager": frozenset(
-        _LEDGER_READ | _CASE_READ_ALL | _APPROVALS_READ | {"ledger.decide_adjustment", "approvals.export_actionrequest"}
+    "support_ops": frozenset(
+        _CASE_TEAM
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | {"payments.propose_contact_change", "payments.propose_merchant_change"}
     ),
-    "risk_ops": frozenset(_CASE_TEAM),
-    "compliance_ops": frozenset(_CASE_TEAM),
-    "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM),
+    "payment_ops": frozenset(
+        _CASE_TEAM
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | _PROVIDER_READ
+        | _WEBHOOK_OPS
+        | {
+            "payments.refresh_provider_state",
+            "payments.propose_refund_correction",
+            "payments.propose_payout_hold",
+            "payments.propose_merchant_change",
+        }
+    ),
+    "finance_ops": frozenset(
+        _LEDGER_READ
+        | _CASE_TEAM
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | {"ledger.propose_adjustment", "payments.propose_refund_correction", "payments.propose_payout_hold"}
+    ),
+    "finance_manager": frozenset(
+        _LEDGER_READ
+        | _CASE_READ_ALL
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | {
+            "ledger.decide_adjustment",
+            "approvals.export_actionrequest",
+            "payments.decide_refund_correction",
+            "payments.decide_payout_hold",
+            "approvals.propose_policy_change",
+        }
+    ),
+    "risk_ops": frozenset(
+        _CASE_TEAM
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | {"payments.propose_restriction", "payments.propose_payout_hold", "approvals.propose_policy_change"}
+    ),
+    "compliance_ops": frozenset(
+        _CASE_TEAM
+        | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | {
+            "payments.propose_restriction",
+            "payments.decide_restriction",
+            "payments.decide_merchant_change",
+            "payments.decide_contact_change",
+            "payments.reveal_customer_contact",
+            "approvals.decide_policy_change",
+        }
+    ),
+    "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM | _PROVIDER_READ | _WEBHOOK_OPS),
     "auditor": frozenset(
         {"audit.view_auditevent", "audit.export_auditevent", "approvals.export_actionrequest"}
         | _LEDGER_READ
         | _CASE_READ_ALL
         | _APPROVALS_READ
+        | _PAYMENTS_READ
+        | _PROVIDER_READ
     ),
 }
 

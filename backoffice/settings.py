@@ -69,6 +69,28 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
+# --- payment providers and webhooks ------------------------------------------------------------
+# One provider adapter over HTTP; by default the built-in simulated provider on loopback (started
+# by `make run` and by the tests). Timeouts are separate: a connect timeout means nothing was sent,
+# a read timeout means the outcome is unknown (the attempt becomes UNKNOWN_OUTCOME, never resent).
+PAYMENTS_PROVIDER_CODE = ENV.get("PROVIDER_CODE", "sim")
+PAYMENTS_PROVIDER_BASE_URL = ENV.get("PROVIDER_BASE_URL") or ENV.get("PROVIDER_SIM_URL") or "http://127.0.0.1:8765"
+PAYMENTS_PROVIDER_API_KEY = ENV.get("PROVIDER_API_KEY", "")
+PAYMENTS_PROVIDER_CONNECT_TIMEOUT = config.env_int(ENV, "PROVIDER_CONNECT_TIMEOUT_MS", 3_000, minimum=1) / 1000
+PAYMENTS_PROVIDER_READ_TIMEOUT = config.env_int(ENV, "PROVIDER_READ_TIMEOUT_MS", 10_000, minimum=1) / 1000
+# Webhook signing secrets per provider, WEBHOOK_SECRET_<PROVIDER> (comma-separated while rotating).
+# None configured: every webhook from that provider is stored and refused (fails closed). Outside
+# production the simulator's development secret is the default for "sim".
+PAYMENTS_WEBHOOK_SECRETS = {
+    name[len("WEBHOOK_SECRET_"):].lower(): [v.strip() for v in value.split(",") if v.strip()]
+    for name, value in ENV.items()
+    if name.startswith("WEBHOOK_SECRET_") and value.strip()
+}
+if not PRODUCTION:
+    PAYMENTS_WEBHOOK_SECRETS.setdefault("sim", ["whsec_simulator_development_only"])
+PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = config.env_int(ENV, "WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
+PAYMENTS_SIMULATOR_WEBHOOK_URL = ENV.get("PROVIDER_SIM_WEBHOOK_URL") or None
+
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")
 if PRODUCTION and not REDIS_URL:

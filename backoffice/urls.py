@@ -15,6 +15,8 @@ urlpatterns = [
     path("ledger/", include("ledger.urls")),
     path("cases/", include("cases.urls")),
     path("approvals/", include("approvals.urls")),
+    # Providers post here: no session, no CSRF token; the HMAC signature is the authentication.
+    path("webhooks/", include("payments.webhook_urls")),
     path("admin/", admin.site.urls),
 ]
 

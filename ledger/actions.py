@@ -188,6 +188,14 @@ LEDGER_ADJUSTMENT = ActionSpec(
     execute=_execute_adjustment, reason_codes=ADJUSTMENT_REASONS,
     field_choices=lambda: {"adjustment_type": adjustment_types()},
     linkable_types={"ledger_journal": ("Ledger journal", describe_journals)},
+    default_policy={
+        "mode": "ALWAYS", "approver_roles": ["finance_manager"], "case_required": True, "evidence_required": False,
+        "allowed_reason_codes": list(ADJUSTMENT_REASONS),
+        # A finance ops maker may propose up to 50,000,000.00 IDR or 50,000.00 USD.
+        "maker_limits_minor": {"finance_ops": {"IDR": 5_000_000_000, "USD": 5_000_000}},
+        "checker_limits_minor": {"finance_manager": {"IDR": 50_000_000_000, "USD": 50_000_000}},
+        "risk_level": "HIGH",
+    },
 )  # fmt: skip
 
 JOURNAL_REVERSAL = ActionSpec(
@@ -195,4 +203,9 @@ JOURNAL_REVERSAL = ActionSpec(
     propose_permission="ledger.propose_adjustment", decide_permission="ledger.decide_adjustment",
     validate=_validate_reversal, target=_reversal_target, preview=_reversal_preview, execute=_execute_reversal,
     reason_codes=REVERSAL_REASONS, linkable_types={"ledger_journal": ("Ledger journal", describe_journals)},
+    default_policy={
+        "mode": "ALWAYS", "approver_roles": ["finance_manager"], "case_required": True, "evidence_required": False,
+        "allowed_reason_codes": list(REVERSAL_REASONS), "maker_limits_minor": {}, "checker_limits_minor": {},
+        "risk_level": "HIGH",
+    },
 )  # fmt: skip

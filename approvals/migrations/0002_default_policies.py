@@ -1,5 +1,5 @@
-"""The default approval policies (approvals/policies.py): ledger adjustments and journal reversals
-always need a finance manager; a case is required."""
+"""The default approval policies of the registered action types (ActionSpec.default_policy), e.g.
+ledger adjustments and journal reversals always need a finance manager and a case."""
 
 from django.db import migrations
 

@@ -25,7 +25,9 @@ END_OF_DAY = "END_OF_DAY"
 CHUNK = 10_000
 
 # Reject and write the simple-history rows (as the ORM would have written them) in one statement:
-# the history is copied from the rows as updated, without reading them back.
+# the history is copied from the rows as updated, without reading them back. Chunks walk the
+# (status, created_at) index from where the previous chunk stopped: ordering by id instead would
+# make every chunk step over all the requests already decided, a cost growing with the table.
 _REJECT = """
 WITH rejected AS (
     UPDATE approvals_actionrequest
@@ -33,7 +35,8 @@ WITH rejected AS (
            decision_reason = %(reason)s, version = version + 1
      WHERE id IN (SELECT id FROM approvals_actionrequest
                    WHERE status = %(pending)s AND created_at < %(cutoff)s
-                   ORDER BY id LIMIT %(chunk)s)
+                     AND (created_at, id) > (%(after_created)s, %(after_id)s)
+                   ORDER BY created_at, id LIMIT %(chunk)s)
        AND status = %(pending)s
     RETURNING *
 ), history AS (
@@ -41,7 +44,7 @@ WITH rejected AS (
                                                     history_user_id)
     SELECT {columns}, %(now)s, %(reason)s, '~', NULL FROM rejected
 )
-SELECT id, public_id, action_type, target_type, target_id, case_ref FROM rejected ORDER BY id
+SELECT created_at, id, public_id, action_type, target_type, target_id, case_ref FROM rejected ORDER BY created_at, id
 """
 
 
@@ -64,31 +67,37 @@ def requests_reject_pending(*, as_of: dt.datetime, actor: Actor, now: dt.datetim
     the business day containing `as_of`. One audit event per request; idempotent."""
     cutoff = business_day_start(as_of)
     rejected = written = 0
+    after: tuple[dt.datetime, int] = (dt.datetime.min.replace(tzinfo=dt.UTC), 0)
     while True:
-        count, events = _reject_chunk(cutoff=cutoff, actor=actor, now=now)
+        count, events, after = _reject_chunk(cutoff=cutoff, after=after, actor=actor, now=now)
         rejected, written = rejected + count, written + events
         if count < CHUNK:
             return EndOfDayResult(cutoff=cutoff, rejected=rejected, audit_events=written)
 
 
-def _reject_chunk(*, cutoff: dt.datetime, actor: Actor, now: dt.datetime) -> tuple[int, int]:
+def _reject_chunk(
+    *, cutoff: dt.datetime, after: tuple[dt.datetime, int], actor: Actor, now: dt.datetime
+) -> tuple[int, int, tuple[dt.datetime, int]]:
+    """Reject the next CHUNK pending requests created after `after` (created_at, id); return how
+    many, the audit events written and where the next chunk starts."""
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
                 _REJECT.format(columns=_history_columns()),
                 {"rejected": RequestStatus.REJECTED, "pending": RequestStatus.REQUESTED, "checker": actor.label,
-                 "now": now, "reason": END_OF_DAY, "cutoff": cutoff, "chunk": CHUNK},
+                 "now": now, "reason": END_OF_DAY, "cutoff": cutoff, "chunk": CHUNK,
+                 "after_created": after[0], "after_id": after[1]},
             )  # fmt: skip
             rows = cursor.fetchall()
         if not rows:
-            return 0, 0
+            return 0, 0, after
         events = audit_prepare_many(
             [
                 {"action_type": action_type, "target_id": public_id, "case_ref": case_ref, "approval_ref": public_id,
                  "after": {"status": RequestStatus.REJECTED.value, "target": f"{target_type}:{target_id}"}}
-                for _, public_id, action_type, target_type, target_id, case_ref in rows
+                for _, _, public_id, action_type, target_type, target_id, case_ref in rows
             ],
             event_type="approvals.request_rejected", actor=actor, target_type="action_request", reason_code=END_OF_DAY,
             reason_text=f"still pending at the business-day cut-off {cutoff.isoformat()}", now=now,
         )  # fmt: skip
-        return len(rows), audit_record_many(events)
+        return len(rows), audit_record_many(events), (rows[-1][0], rows[-1][1])

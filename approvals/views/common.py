@@ -11,6 +11,7 @@ INBOX = "approvals_inbox"
 MINE = "approvals_mine"
 ALL = "approvals_all"
 ADJUSTMENT = "approvals_adjustment"
+POLICIES = "approvals_policies"
 
 _DONE = "approvals.done_commands"
 _KEEP = 200  # idempotency keys remembered per session (oldest forgotten first)

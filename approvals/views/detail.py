@@ -56,8 +56,20 @@ def preview_view(ar: ActionRequest) -> dict:
             return _ledger_preview(ar, preview, view)
         except (TypeError, ValueError, AttributeError):  # not the shape a ledger preview has: show it as it is
             view["is_ledger"] = False
+    changes = preview.get("changes")
+    if preview.get("kind") == "diff" and isinstance(changes, list) and all(isinstance(c, dict) for c in changes):
+        # A data change: field by field, before and after, as the owning action worded them.
+        view["is_diff"] = True
+        view["changes"] = [{"field": str(c.get("field", "")), "before": str(c.get("before", "")),
+                            "after": str(c.get("after", ""))} for c in changes]  # fmt: skip
+        extra = {k: v for k, v in preview.items() if k not in _DIFF_KEYS}
+        view["extra_json"] = _pretty(extra) if extra else ""
+        return view
     view["json"] = _pretty(preview)
     return view
+
+
+_DIFF_KEYS = {"kind", "summary", "changes", "reversible", "reversal", "needs_approval", "approver_roles"}
 
 
 def _ledger_preview(ar: ActionRequest, preview: dict, view: dict) -> dict:

@@ -106,8 +106,9 @@ def fetch(public_id: str) -> ActionRequest:
 
 
 def set_policy(action_type: str, **changes) -> None:
-    """An administrator edits the policy. There is no policy-editing service yet, so the row is
-    updated directly: this is test set-up, the change under test is what the engine does next."""
+    """Test set-up standing for an approved CHANGE_APPROVAL_POLICY (tests/approvals/test_policy_change.py
+    covers that path): the row is updated directly so the test can state only what it changes; the
+    change under test is what the engine does next."""
     policy = ApprovalPolicy.objects.get(action_type=action_type)
     ApprovalPolicy.objects.filter(pk=policy.pk).update(version=policy.version + 1, **changes)
 

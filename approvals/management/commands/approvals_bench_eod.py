@@ -42,7 +42,8 @@ SELECT 'act_' || %(run)s || lpad(g::text, 18, '0'),
                           'adjustment_type', 'MERCHANT_CREDIT', 'description', ''),
        jsonb_build_object('kind', 'ledger', 'summary', 'bench'),
        100 + g %% 1000, 'IDR', 'FEE_CORRECTION', 'benchmark request ' || g, '', '',
-       'bench-' || g, md5(m) || md5(g::text), 'HIGH', true, ARRAY['finance_manager']::varchar[], 'bench', NULL,
+       'bench-' || %(run)s || '-' || g, md5(m) || md5(g::text), 'HIGH', true, ARRAY['finance_manager']::varchar[],
+       'bench', NULL,
        %(before_cutoff)s - make_interval(secs => (%(n)s - g) * 43200.0 / %(n)s),
        '', NULL, NULL, '', NULL, NULL, '', '', %(pending)s, 1
   FROM generate_series(1, %(n)s) AS g, LATERAL (SELECT 'bench_' || %(tag)s || '_' || g AS m) AS t

@@ -1,0 +1,1 @@
+"""The payment domain's commands: the only writers of payment rows."""
