@@ -166,7 +166,7 @@ def _execute(request, actor: Actor, now: dt.datetime) -> dict:
     policy = policy_apply(
         action_type=request.payload["policy"], fields=fields, actor=actor, now=now, approval_ref=request.public_id
     )
-    return {"approval_policy": policy.action_type, "version": policy.version}
+    return {"approval_policy": f"{policy.action_type} version {policy.version}"}
 
 
 def policy_action_choices() -> dict[str, list[tuple[str, str]]]:
