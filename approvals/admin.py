@@ -16,6 +16,8 @@ on the screens (the checker inbox and each request's page) for everyone who hold
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -28,7 +30,7 @@ from approvals.registry import action_specs
 from approvals.services import requests_decide
 from approvals.views.common import command_done, remember_done
 from backoffice.actors import Actor
-from backoffice.masking import find_card_numbers
+from backoffice.masking import find_card_numbers, mask_snapshot
 from backoffice.money import CurrencyError, Money
 
 
@@ -72,8 +74,18 @@ class ActionRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ("approve_selected", "reject_selected")
 
+    # The payload as proposed may carry personal data the execution needs (a new bank account
+    # number): shown masked, like on the request page.
+    exclude = ("payload",)
+
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.concrete_fields]
+        return [field.name for field in self.model._meta.concrete_fields if field.name != "payload"] + [
+            "payload_masked"
+        ]
+
+    @admin.display(description="Payload (masked)")
+    def payload_masked(self, obj: ActionRequest) -> str:
+        return json.dumps(mask_snapshot(obj.payload), indent=2, sort_keys=True, ensure_ascii=False)
 
     @admin.display(description="Amount")
     def amount(self, obj: ActionRequest) -> str:

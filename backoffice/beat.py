@@ -21,4 +21,11 @@ BEAT_SCHEDULE = {
         "task": "approvals.tasks.approvals_reject_pending",
         "schedule": crontab(minute="*/15"),
     },
+    # Ask providers about attempts stuck without a final answer (SENT_TO_PROVIDER, UNKNOWN_OUTCOME).
+    # Each attempt carries its own next inquiry time (exponential backoff), so this only needs to
+    # wake often; overlapping runs share the work (SKIP LOCKED).
+    "payments-inquire-stale": {
+        "task": "payments.tasks.attempts_inquire_stale_task",
+        "schedule": crontab(minute="*/5"),
+    },
 }

@@ -90,6 +90,13 @@ if not PRODUCTION:
     PAYMENTS_WEBHOOK_SECRETS.setdefault("sim", ["whsec_simulator_development_only"])
 PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = config.env_int(ENV, "WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 PAYMENTS_SIMULATOR_WEBHOOK_URL = ENV.get("PROVIDER_SIM_WEBHOOK_URL") or None
+# Attempts stuck in SENT_TO_PROVIDER or UNKNOWN_OUTCOME are asked about by the sweeper (beat, every
+# 5 minutes) with exponential backoff, then escalated to a case after the last try.
+PAYMENTS_INQUIRY_STALE_MINUTES = config.env_int(ENV, "INQUIRY_STALE_MINUTES", 15, minimum=1)
+PAYMENTS_INQUIRY_MAX_TRIES = config.env_int(ENV, "INQUIRY_MAX_TRIES", 6, minimum=1)
+PAYMENTS_INQUIRY_BACKOFF_SECONDS = config.env_int(ENV, "INQUIRY_BACKOFF_SECONDS", 300, minimum=1)
+PAYMENTS_INQUIRY_MAX_BACKOFF_SECONDS = config.env_int(ENV, "INQUIRY_MAX_BACKOFF_SECONDS", 21_600, minimum=1)
+PAYMENTS_INQUIRY_SWEEP_LIMIT = config.env_int(ENV, "INQUIRY_SWEEP_LIMIT", 200, minimum=1)
 
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")

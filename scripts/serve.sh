@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Serve the back-office for development. With REDIS_URL set, also a Celery worker and beat,
+# Serve the back-office for development, with the simulated payment provider on loopback (its
+# webhooks post back to this server). With REDIS_URL set, also a Celery worker and beat; all are
 # stopped together with the web server.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -23,6 +24,11 @@ if [ -n "${REDIS_URL:-}" ]; then
 else
   echo "REDIS_URL is unset: tasks run in-process; no worker or beat is started."
 fi
+SIM_PORT=${PROVIDER_SIM_PORT:-8765}
+"$PY" manage.py provider_simulator --host 127.0.0.1 --port "$SIM_PORT" \
+  --webhook-url "http://$HOST:$PORT/webhooks/sim/" &
+pids+=($!)
+echo "Simulated payment provider on http://127.0.0.1:$SIM_PORT/ (webhooks to /webhooks/sim/)"
 echo "Back-office on http://$HOST:$PORT/  (demo logins: see README)"
 "$PY" manage.py runserver "$HOST:$PORT" --noreload &
 pids+=($!)

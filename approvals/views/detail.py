@@ -25,6 +25,7 @@ from approvals.registry import action_specs
 from approvals.selectors import decision_blocker, request_events, request_get
 from approvals.services import request_approve, request_cancel, request_reject
 from backoffice.errors import DomainError, NotFound
+from backoffice.masking import mask_snapshot
 from backoffice.views.mixins import ScreenPermissionMixin
 
 from .common import ALL, actor_of, command_done, refusal_status, remember_done
@@ -129,7 +130,8 @@ def detail_context(request, public_id: str, *, bound: dict | None = None) -> dic
         "action_title": titles.get(ar.action_type, ar.action_type),
         "preview": preview_view(ar),
         "result": result_view(ar),
-        "payload_json": _pretty(ar.payload),
+        # Masked: a payload may carry personal data its execution needs (a new bank account number).
+        "payload_json": _pretty(mask_snapshot(ar.payload)),
         "events": request_events(request=ar),
         "case_url": _case_url(ar.case_ref),
         "decision_blocker": blocker,

@@ -1,5 +1,132 @@
-"""Money-moving payment actions (refund corrections, payout holds), as maker-checker actions."""
+"""Money-moving payment actions, as maker-checker actions: the refund correction.
+
+CREATE_REFUND_CORRECTION is a refund the merchant could not make itself (a support complaint, a
+merchant that cannot be reached, CREATE_REFUND under review). An approved request creates the
+refund through refund_create with the request as its approval (so a REVIEW restriction lets it
+through) and stops there: the refund is REQUESTED and the normal sending path hands it to the
+provider. The request does not call the provider itself because it executes inside the approval's
+transaction, where no provider call may run, and because the provider's answer (a timeout, a
+decline) belongs to the refund's own life, shown on the payment timeline, not to the approval's
+result. REFUND_SUCCEEDED posts when the provider confirms the refund.
+
+Target and version: the payment intent; its version is its status and the amount reserved for
+refunds, so another refund reserved, released or a dispute opened since the request makes it
+STALE_TARGET (the refundable amount the checker saw is no longer true), while unrelated changes do
+not.
+"""
 
 from __future__ import annotations
 
-ACTIONS: list = []
+import datetime as dt
+
+from approvals.registry import ActionSpec, Target
+from backoffice.actors import Actor
+from backoffice.errors import NotFound, ValidationFailed
+from backoffice.money import Money
+from ledger.services import posting_preview
+from payments.models import PaymentIntent, Refund
+from payments.services.refunds import CAPTURED, refund_create
+
+CORRECTION_REASONS = (
+    "CUSTOMER_COMPLAINT", "MERCHANT_UNREACHABLE", "DUPLICATE_CHARGE", "SERVICE_NOT_RENDERED", "OPERATIONAL_ERROR",
+)  # fmt: skip
+
+
+def _intent(public_id) -> PaymentIntent | None:
+    return PaymentIntent.objects.select_related("merchant").filter(public_id=str(public_id or "").strip()).first()
+
+
+def _validate(payload: dict, actor: Actor) -> dict:
+    intent = _intent(payload.get("intent"))
+    if intent is None:
+        raise ValidationFailed(f"no payment {str(payload.get('intent') or '')[:40]!r}; give its id (pi_...)")
+    amount = payload.get("amount_minor")
+    if type(amount) is not int or amount <= 0:
+        raise ValidationFailed("the amount is a positive whole number of minor units")
+    if intent.status not in CAPTURED:
+        raise ValidationFailed(f"payment {intent.public_id} is {intent.status}; only a captured payment is refunded")
+    if amount > intent.refundable_minor:
+        raise ValidationFailed(
+            f"{Money(amount, intent.currency)} is more than the refundable amount of {intent.public_id}: "
+            f"{Money(intent.refundable_minor, intent.currency)}"
+        )
+    return {"intent": intent.public_id, "amount_minor": amount}
+
+
+def _version(intent: PaymentIntent) -> str:
+    return f"{intent.status}:{intent.refund_reserved_minor}"
+
+
+def _target(payload: dict) -> Target:
+    intent = _intent(payload["intent"])
+    if intent is None:
+        raise NotFound(f"no payment {payload['intent']}")
+    return Target(
+        target_type="payment_intent", target_id=intent.public_id,
+        label=f"Payment {intent.public_id} of {Money(intent.captured_minor, intent.currency)}",
+        version=_version(intent), merchant_ref=intent.merchant.public_id, subject_name=intent.merchant.name,
+        amount_minor=payload["amount_minor"], currency=intent.currency,
+    )  # fmt: skip
+
+
+def _preview(payload: dict, now: dt.datetime) -> dict:
+    intent = _intent(payload["intent"])
+    amount, currency = payload["amount_minor"], intent.currency
+    lines = posting_preview(rule_code="REFUND_SUCCEEDED", currency=currency, amounts={"AMOUNT": amount},
+                            merchant_ref=intent.merchant.public_id)  # fmt: skip
+    before = intent.refundable_minor
+    return {
+        "kind": "ledger",
+        "summary": f"Refund {Money(amount, currency)} of {intent.public_id} to the payer, borne by "
+                   f"{intent.merchant.public_id}",
+        "lines": [{"direction": ln.direction, "account": ln.account_code, "role": ln.account_role,
+                   "amount_minor": ln.amount.amount_minor, "currency": currency, "display": str(ln.amount),
+                   "account_exists": ln.account_exists} for ln in lines],
+        "refundable": {"before_minor": before, "after_minor": before - amount,
+                       "before": str(Money(before, currency)), "after": str(Money(before - amount, currency))},
+        "posts": "when the provider confirms the refund; the amount is reserved on approval",
+        "reversible": False,
+        "reversal": "money returned to a payer is not called back; a refund not yet sent can be canceled",
+    }  # fmt: skip
+
+
+def _execute(request, actor: Actor, now: dt.datetime) -> dict:
+    payload = request.payload
+    refund = refund_create(
+        intent=_intent(payload["intent"]), amount_minor=payload["amount_minor"], reason_code=request.reason_code,
+        reason_text=request.reason_text, idempotency_key=f"{request.public_id}:refund", actor=actor, now=now,
+        approval_ref=request.public_id, case_ref=request.case_ref,
+    )  # fmt: skip
+    return {"refund": refund.public_id}
+
+
+def describe_refunds(ids: list[str]) -> dict[str, dict]:
+    """How a case shows a linked refund."""
+    return {
+        r.public_id: {"label": r.public_id, "status": r.status,
+                      "detail": f"{Money(r.amount_minor, r.currency)} of {r.payment_intent.public_id}"}
+        for r in Refund.objects.filter(public_id__in=ids).select_related("payment_intent")
+    }  # fmt: skip
+
+
+CREATE_REFUND_CORRECTION = ActionSpec(
+    action_type="CREATE_REFUND_CORRECTION", title="a refund correction",
+    propose_permission="payments.propose_refund_correction", decide_permission="payments.decide_refund_correction",
+    validate=_validate, target=_target, preview=_preview, execute=_execute, reason_codes=CORRECTION_REASONS,
+    linkable_types={"refund": ("Refund", describe_refunds)},
+    default_policy={
+        "mode": "ALWAYS", "approver_roles": ["finance_manager"], "case_required": True, "evidence_required": False,
+        "allowed_reason_codes": list(CORRECTION_REASONS),
+        # A maker may propose up to 10,000,000.00 IDR / 500,000.00 PHP / 10,000.00 USD (finance ops
+        # five times that); a finance manager approves up to 500,000,000.00 IDR / 25,000,000.00 PHP /
+        # 500,000.00 USD. Larger refunds need a policy change first.
+        "maker_limits_minor": {
+            "payment_ops": {"IDR": 1_000_000_000, "PHP": 50_000_000, "USD": 1_000_000},
+            "finance_ops": {"IDR": 5_000_000_000, "PHP": 250_000_000, "USD": 5_000_000},
+        },
+        "checker_limits_minor": {"finance_manager": {"IDR": 50_000_000_000, "PHP": 2_500_000_000, "USD": 50_000_000}},
+        "risk_level": "HIGH",
+    },
+)  # fmt: skip
+
+ACTIONS: list = [CREATE_REFUND_CORRECTION]
