@@ -82,7 +82,7 @@ PAYMENTS_PROVIDER_READ_TIMEOUT = config.env_int(ENV, "PROVIDER_READ_TIMEOUT_MS",
 # None configured: every webhook from that provider is stored and refused (fails closed). Outside
 # production the simulator's development secret is the default for "sim".
 PAYMENTS_WEBHOOK_SECRETS = {
-    name[len("WEBHOOK_SECRET_"):].lower(): [v.strip() for v in value.split(",") if v.strip()]
+    name[len("WEBHOOK_SECRET_") :].lower(): [v.strip() for v in value.split(",") if v.strip()]
     for name, value in ENV.items()
     if name.startswith("WEBHOOK_SECRET_") and value.strip()
 }

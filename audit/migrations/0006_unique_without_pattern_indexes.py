@@ -4,28 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0005_chain_link_many'),
+        ("audit", "0005_chain_link_many"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='event_id',
+            model_name="auditevent",
+            name="event_id",
             field=models.CharField(max_length=32),
         ),
         migrations.AlterField(
-            model_name='auditevent',
-            name='hash',
+            model_name="auditevent",
+            name="hash",
             field=models.CharField(max_length=64),
         ),
         migrations.AddConstraint(
-            model_name='auditevent',
-            constraint=models.UniqueConstraint(fields=('event_id',), name='audit_event_id_unique'),
+            model_name="auditevent",
+            constraint=models.UniqueConstraint(fields=("event_id",), name="audit_event_id_unique"),
         ),
         migrations.AddConstraint(
-            model_name='auditevent',
-            constraint=models.UniqueConstraint(fields=('hash',), name='audit_hash_unique'),
+            model_name="auditevent",
+            constraint=models.UniqueConstraint(fields=("hash",), name="audit_hash_unique"),
         ),
     ]
