@@ -14,6 +14,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+SIM_PORT=${PROVIDER_SIM_PORT:-8765}
+# The web server and workers talk to this simulator unless another provider is configured.
+export PROVIDER_BASE_URL=${PROVIDER_BASE_URL:-http://127.0.0.1:$SIM_PORT}
+
 if [ -n "${REDIS_URL:-}" ]; then
   mkdir -p var
   "$PY" -m celery -A backoffice worker --loglevel=INFO --concurrency=2 &
@@ -24,7 +28,6 @@ if [ -n "${REDIS_URL:-}" ]; then
 else
   echo "REDIS_URL is unset: tasks run in-process; no worker or beat is started."
 fi
-SIM_PORT=${PROVIDER_SIM_PORT:-8765}
 "$PY" manage.py provider_simulator --host 127.0.0.1 --port "$SIM_PORT" \
   --webhook-url "http://$HOST:$PORT/webhooks/sim/" &
 pids+=($!)
