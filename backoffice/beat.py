@@ -28,4 +28,12 @@ BEAT_SCHEDULE = {
         "task": "payments.tasks.attempts_inquire_stale_task",
         "schedule": crontab(minute="*/5"),
     },
+    # Queue again what a lost task left behind: refunds still REQUESTED, payouts still APPROVED and
+    # provider events still RECEIVED after PAYMENTS_DISPATCH_STALE_MINUTES. Two minutes after the
+    # inquiry sweeper, so the two do not start together; overlapping runs share the work (SKIP LOCKED)
+    # and the tasks are idempotent.
+    "payments-dispatch-stale": {
+        "task": "payments.tasks.dispatch_stale_task",
+        "schedule": crontab(minute="2-59/5"),
+    },
 }

@@ -78,6 +78,13 @@ _PAYMENTS_READ = {
 # The provider side: raw and normalized events and inquiries (technical, no personal data in them).
 _PROVIDER_READ = {"payments.view_providereventraw", "payments.view_providereventnormalized",
                   "payments.view_providerinquiry"}  # fmt: skip
+# Reading reconciliation: sources, files, items, matches, rules, runs, breaks and decisions.
+_RECON_READ = {
+    "reconciliation.view_reconciliationsource", "reconciliation.view_statementfile",
+    "reconciliation.view_reconciliationitem", "reconciliation.view_reconciliationmatch",
+    "reconciliation.view_reconciliationrule", "reconciliation.view_reconciliationrun",
+    "reconciliation.view_reconciliationbreak", "reconciliation.view_reconciliationmanualdecision",
+}  # fmt: skip
 # Webhook operations: replay, release from quarantine, mark poison (recorded actions, no approval).
 _WEBHOOK_OPS = {"payments.replay_webhook", "payments.release_webhook", "payments.poison_webhook"}
 
@@ -106,15 +113,23 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _CASE_TEAM
         | _APPROVALS_READ
         | _PAYMENTS_READ
+        | _RECON_READ
         | {"ledger.propose_adjustment", "payments.propose_refund_correction", "payments.propose_payout_hold"}
+        | {
+            "reconciliation.import_statement",
+            "reconciliation.run_reconciliation",
+            "reconciliation.propose_recon_decision",
+        }
     ),
     "finance_manager": frozenset(
         _LEDGER_READ
         | _CASE_READ_ALL
         | _APPROVALS_READ
         | _PAYMENTS_READ
+        | _RECON_READ
         | {
             "ledger.decide_adjustment",
+            "reconciliation.decide_recon_decision",
             "approvals.export_actionrequest",
             "payments.decide_refund_correction",
             "payments.decide_payout_hold",

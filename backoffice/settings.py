@@ -97,6 +97,13 @@ PAYMENTS_INQUIRY_MAX_TRIES = config.env_int(ENV, "INQUIRY_MAX_TRIES", 6, minimum
 PAYMENTS_INQUIRY_BACKOFF_SECONDS = config.env_int(ENV, "INQUIRY_BACKOFF_SECONDS", 300, minimum=1)
 PAYMENTS_INQUIRY_MAX_BACKOFF_SECONDS = config.env_int(ENV, "INQUIRY_MAX_BACKOFF_SECONDS", 21_600, minimum=1)
 PAYMENTS_INQUIRY_SWEEP_LIMIT = config.env_int(ENV, "INQUIRY_SWEEP_LIMIT", 200, minimum=1)
+# Refunds still REQUESTED, payouts still APPROVED and provider events still RECEIVED this long after
+# getting there had their task lost (a worker crash, a broker outage): the dispatch sweep (beat,
+# every 5 minutes) queues it again, at most PAYMENTS_DISPATCH_SWEEP_LIMIT of each kind per run.
+PAYMENTS_DISPATCH_STALE_MINUTES = config.env_int(ENV, "DISPATCH_STALE_MINUTES", 10, minimum=1)
+PAYMENTS_DISPATCH_SWEEP_LIMIT = config.env_int(ENV, "DISPATCH_SWEEP_LIMIT", 200, minimum=1)
+# How many payments `demo_seed` makes (through the services, against its own simulated provider).
+DEMO_PAYMENT_COUNT = config.env_int(ENV, "DEMO_PAYMENT_COUNT", 2000, minimum=0)
 
 # --- redis, celery, cache ----------------------------------------------------------------------
 REDIS_URL = config.env_redis_url(ENV, "REDIS_URL")

@@ -34,11 +34,16 @@ def ledger_demo_seed(*, actor: Actor, now: dt.datetime) -> str:
                 )  # fmt: skip
                 posted += 1
         refund_date = (now - dt.timedelta(days=2)).date()
-        journal_post_rule(
-            rule_code="REFUND_SUCCEEDED", currency=currency, merchant_ref=merchant, amounts={"AMOUNT": 40_000 * scale},
-            source=Source("refund", f"rf_demo_{merchant}"), accounting_date=refund_date,
-            idempotency_key=f"demo:{merchant}:refund", actor=actor, now=now, description="Demo partial refund",
-        )  # fmt: skip
+        # A refund sets the merchant's funds aside when requested and pays the payer from them.
+        for rule_code, key, description in (
+            ("REFUND_RESERVED", f"demo:{merchant}:refund:reserved", "Demo partial refund requested"),
+            ("REFUND_SUCCEEDED", f"demo:{merchant}:refund", "Demo partial refund"),
+        ):
+            journal_post_rule(
+                rule_code=rule_code, currency=currency, merchant_ref=merchant, amounts={"AMOUNT": 40_000 * scale},
+                source=Source("refund", f"rf_demo_{merchant}"), accounting_date=refund_date, idempotency_key=key,
+                actor=actor, now=now, description=description,
+            )  # fmt: skip
         journal_post_rule(
             rule_code="PAYOUT_SENT", currency=currency, merchant_ref=merchant, amounts={"AMOUNT": 300_000 * scale},
             source=Source("payout", f"po_demo_{merchant}"), accounting_date=(now - dt.timedelta(days=1)).date(),
@@ -54,5 +59,5 @@ def ledger_demo_seed(*, actor: Actor, now: dt.datetime) -> str:
             journal=duplicate, reason_code="DUPLICATE", reason_text="the goodwill credit was posted twice",
             idempotency_key=f"demo:{merchant}:goodwill-duplicate:reversal", actor=actor, now=now,
         )  # fmt: skip
-        posted += 4
+        posted += 5
     return f"{posted} demo journals posted for {len(MERCHANTS)} merchants"

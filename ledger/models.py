@@ -41,6 +41,8 @@ class AccountRole(models.TextChoices):
     MERCHANT_PAYABLE = "MERCHANT_PAYABLE", "Merchant payable (available)"
     MERCHANT_PENDING = "MERCHANT_PENDING", "Merchant payable (pending)"
     MERCHANT_RESERVE = "MERCHANT_RESERVE", "Merchant reserve"
+    MERCHANT_REFUND_RESERVE = "MERCHANT_REFUND_RESERVE", "Merchant refunds in flight"
+    MERCHANT_RECEIVABLE = "MERCHANT_RECEIVABLE", "Merchant receivable"
     PLATFORM_FEE_REVENUE = "PLATFORM_FEE_REVENUE", "Platform fee revenue"
     PLATFORM_OPS_LOSS = "PLATFORM_OPS_LOSS", "Platform operational loss"
     PLATFORM_OPS_RECOVERY = "PLATFORM_OPS_RECOVERY", "Platform operational recovery"

@@ -9,3 +9,8 @@ class PaymentsConfig(AppConfig):
         from payments.actions import register_payment_actions
 
         register_payment_actions()
+
+        from backoffice.demo import register_demo_seeder
+        from payments.demo import payments_demo_seed
+
+        register_demo_seeder("payments", payments_demo_seed)

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from audit.context import audit_context
 from backoffice.actors import system_actor
+from backoffice.errors import DomainError
 from payments.webhooks.process import webhook_process
 
 WEBHOOK_PROCESSOR = system_actor("webhook_processor")
@@ -69,3 +70,64 @@ def attempts_inquire_stale_task() -> dict:
         )  # fmt: skip
     return {"inquiries": [i.public_id for i in result.inquiries], "escalated": result.escalated,
             "skipped": len(result.skipped), "failed": result.failed}  # fmt: skip
+
+
+# --- handing refunds and payouts to the provider, and the dispatch sweep ---------------------------------
+
+REFUND_DISPATCHER = system_actor("refund_dispatcher")
+PAYOUT_DISPATCHER = system_actor("payout_dispatcher")
+DISPATCH_SWEEPER = system_actor("dispatch_sweeper")
+
+
+# Queued after commit when a refund is requested (or by the dispatch sweep). A second run, or a run
+# racing the sweep's, finds the refund no longer REQUESTED and sends nothing. A refusal (a restriction,
+# a provider that does not match) is audited by the service and leaves the refund REQUESTED: it is
+# reported, not raised. Retried only for the database.
+@shared_task(
+    name="payments.tasks.refund_send_task", autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True, retry_backoff_max=300, max_retries=5,
+)  # fmt: skip
+def refund_send_task(*, refund_id: str) -> dict:
+    from payments.services.refunds import refund_send
+
+    with audit_context(actor=REFUND_DISPATCHER):
+        try:
+            refund = refund_send(refund_id=refund_id, actor=REFUND_DISPATCHER, now=timezone.now())
+        except DomainError as exc:
+            return {"refund": refund_id, "refused": exc.code, "message": exc.message}
+    return {"refund": refund.public_id, "status": refund.status}
+
+
+# Queued after commit when a payout becomes APPROVED (or by the dispatch sweep); as above: a second
+# run finds it no longer APPROVED and sends nothing; refusals (a block, a balance spent meanwhile)
+# are audited by the service and leave it APPROVED for the next sweep.
+@shared_task(
+    name="payments.tasks.payout_send_task", autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True, retry_backoff_max=300, max_retries=5,
+)  # fmt: skip
+def payout_send_task(*, payout_id: str) -> dict:
+    from payments.services.payouts import payout_send
+
+    with audit_context(actor=PAYOUT_DISPATCHER):
+        try:
+            payout = payout_send(payout_id=payout_id, actor=PAYOUT_DISPATCHER, now=timezone.now())
+        except DomainError as exc:
+            return {"payout": payout_id, "refused": exc.code, "message": exc.message}
+    return {"payout": payout.public_id, "status": payout.status}
+
+
+@shared_task(name="payments.tasks.dispatch_stale_task")
+def dispatch_stale_task() -> dict:
+    """The dispatch sweep (beat, every few minutes): queue again what a lost task left behind.
+    Safe to run twice or at once with another run (SKIP LOCKED; the tasks it queues are idempotent)."""
+    from django.conf import settings
+
+    from payments.services.dispatch import dispatch_stale
+
+    with audit_context(actor=DISPATCH_SWEEPER):
+        result = dispatch_stale(
+            stale_minutes=int(getattr(settings, "PAYMENTS_DISPATCH_STALE_MINUTES", 10)),
+            limit=int(getattr(settings, "PAYMENTS_DISPATCH_SWEEP_LIMIT", 200)),
+            actor=DISPATCH_SWEEPER, now=timezone.now(),
+        )  # fmt: skip
+    return {"refunds": result.refunds, "payouts": result.payouts, "provider_events": result.provider_events}

@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from backoffice.roles import ROLES
+from tests.card_number_guard import pytest_runtest_setup, pytest_runtest_teardown  # noqa: F401 (suite-wide hooks)
 from tests.factories import user_with_role
 
 
@@ -21,6 +22,13 @@ def pytest_collection_modifyitems(config, items):
 def _fast_password_hashing(settings):
     # Real hashers are slow on purpose; tests only need them to be correct.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _small_demo(settings):
+    # Every test that seeds the demo gets every payment state, in seconds rather than minutes;
+    # tests/payments/test_demo_seed.py asserts what a seed holds.
+    settings.DEMO_PAYMENT_COUNT = 24
 
 
 @pytest.fixture

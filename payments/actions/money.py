@@ -4,10 +4,14 @@ CREATE_REFUND_CORRECTION is a refund the merchant could not make itself (a suppo
 merchant that cannot be reached, CREATE_REFUND under review). An approved request creates the
 refund through refund_create with the request as its approval (so a REVIEW restriction lets it
 through) and stops there: the refund is REQUESTED and the normal sending path hands it to the
-provider. The request does not call the provider itself because it executes inside the approval's
-transaction, where no provider call may run, and because the provider's answer (a timeout, a
-decline) belongs to the refund's own life, shown on the payment timeline, not to the approval's
-result. REFUND_SUCCEEDED posts when the provider confirms the refund.
+provider (refund_create queues it after the approval's transaction commits). The request does not
+call the provider itself because it executes inside the approval's transaction, where no provider
+call may run, and because the provider's answer (a timeout, a decline) belongs to the refund's own
+life, shown on the payment timeline, not to the approval's result.
+
+Money: on approval REFUND_RESERVED posts (the merchant's funds set aside from its payable balance);
+REFUND_SUCCEEDED posts from them when the provider confirms the refund; a declined refund reverses
+the reservation. The preview shows both journals' lines and the merchant's available balance.
 
 Target and version: the payment intent; its version is its status and the amount reserved for
 refunds, so another refund reserved, released or a dispute opened since the request makes it
@@ -25,6 +29,7 @@ from backoffice.errors import NotFound, ValidationFailed
 from backoffice.money import Money
 from ledger.services import posting_preview
 from payments.models import PaymentIntent, Refund
+from payments.services.payouts import payable_available_minor
 from payments.services.refunds import CAPTURED, refund_create
 
 CORRECTION_REASONS = (
@@ -50,6 +55,14 @@ def _validate(payload: dict, actor: Actor) -> dict:
             f"{Money(amount, intent.currency)} is more than the refundable amount of {intent.public_id}: "
             f"{Money(intent.refundable_minor, intent.currency)}"
         )
+    # Checked again, under the merchant's lock, when the approved request creates the refund.
+    balance, committed = payable_available_minor(merchant=intent.merchant, currency=intent.currency)
+    if amount > balance - committed:
+        raise ValidationFailed(
+            f"{Money(amount, intent.currency)} is more than {intent.merchant.public_id} has available for refunds: "
+            f"{Money(max(balance - committed, 0), intent.currency)} (payable {Money(balance, intent.currency)}, "
+            f"committed to payouts not yet sent {Money(committed, intent.currency)})"
+        )
     return {"intent": intent.public_id, "amount_minor": amount}
 
 
@@ -69,22 +82,41 @@ def _target(payload: dict) -> Target:
     )  # fmt: skip
 
 
+# The journals a refund posts, in order: (rule, when it posts).
+_JOURNALS = (
+    ("REFUND_RESERVED", "on approval: the merchant's funds set aside from its payable balance"),
+    ("REFUND_SUCCEEDED", "when the provider confirms the refund: paid to the payer from the funds set aside"),
+)
+
+
 def _preview(payload: dict, now: dt.datetime) -> dict:
     intent = _intent(payload["intent"])
-    amount, currency = payload["amount_minor"], intent.currency
-    lines = posting_preview(rule_code="REFUND_SUCCEEDED", currency=currency, amounts={"AMOUNT": amount},
-                            merchant_ref=intent.merchant.public_id)  # fmt: skip
+    amount, currency, merchant = payload["amount_minor"], intent.currency, intent.merchant
+    lines = []
+    for rule_code, when in _JOURNALS:
+        for ln in posting_preview(rule_code=rule_code, currency=currency, amounts={"AMOUNT": amount},
+                                  merchant_ref=merchant.public_id):  # fmt: skip
+            lines.append({"direction": ln.direction, "account": ln.account_code, "role": ln.account_role,
+                          "amount_minor": ln.amount.amount_minor, "currency": currency, "display": str(ln.amount),
+                          "account_exists": ln.account_exists, "journal": rule_code, "posts": when})  # fmt: skip
     before = intent.refundable_minor
+    balance, committed = payable_available_minor(merchant=merchant, currency=currency)
+    payable = next(ln["account"] for ln in lines if ln["role"] == "MERCHANT_PAYABLE")
     return {
         "kind": "ledger",
         "summary": f"Refund {Money(amount, currency)} of {intent.public_id} to the payer, borne by "
-                   f"{intent.merchant.public_id}",
-        "lines": [{"direction": ln.direction, "account": ln.account_code, "role": ln.account_role,
-                   "amount_minor": ln.amount.amount_minor, "currency": currency, "display": str(ln.amount),
-                   "account_exists": ln.account_exists} for ln in lines],
+                   f"{merchant.public_id}: set aside from its payable balance on approval, paid out when the "
+                   "provider confirms",
+        "lines": lines,
+        "balances": [{"account": payable, "before_minor": balance, "after_minor": balance - amount,
+                      "before": str(Money(balance, currency)), "after": str(Money(balance - amount, currency))}],
         "refundable": {"before_minor": before, "after_minor": before - amount,
                        "before": str(Money(before, currency)), "after": str(Money(before - amount, currency))},
-        "posts": "when the provider confirms the refund; the amount is reserved on approval",
+        "available": {"before_minor": balance - committed, "after_minor": balance - committed - amount,
+                      "before": str(Money(balance - committed, currency)),
+                      "after": str(Money(balance - committed - amount, currency))},
+        "posts": "REFUND_RESERVED when approved; REFUND_SUCCEEDED when the provider confirms the refund; a refund "
+                 "the provider declines, or one canceled before it is sent, reverses REFUND_RESERVED",
         "reversible": False,
         "reversal": "money returned to a payer is not called back; a refund not yet sent can be canceled",
     }  # fmt: skip

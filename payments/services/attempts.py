@@ -3,12 +3,14 @@
 
 Money moves here only through ledger posting services: a capture posts CAPTURE_SUCCEEDED once per
 attempt (idempotency key `capture:<pa_id>`), a void after capture posts the reversal of that
-journal, a lost dispute posts CHARGEBACK_LOST once per intent (`chargeback:<pi_id>`).
+journal, a lost dispute posts CHARGEBACK_LOST once per intent (`chargeback:<pi_id>`): the scheme
+has taken the funds whatever the merchant holds, so that journal is never refused for want of a
+payable balance; what the payable does not cover is booked to the merchant's receivable.
 
 Locks: a command locks the attempt first, then its intent (one order everywhere, so a webhook, an
 inquiry and an operator acting at once queue instead of deadlocking), then the ledger's balance
-rows while posting, and the audit chain last. Commands on the intent alone (disputes) lock only
-the intent.
+rows while posting, and the audit chain last. Commands on the intent alone (disputes) lock the
+intent, then (losing one) the merchant, as refund requests do.
 
 Sending: the move to SENT_TO_PROVIDER commits before the provider is called, and the call runs
 outside any transaction. That commit is the only way to the provider, so an attempt is sent at
@@ -40,13 +42,25 @@ from backoffice.errors import (
 )
 from backoffice.ids import new_public_id
 from backoffice.masking import mask_card_numbers
-from ledger.models import LedgerJournal
-from ledger.services import Source, journal_post_rule, journal_reverse
+from backoffice.money import Money
+from ledger.errors import InsufficientFunds
+from ledger.models import AccountRole, Direction, LedgerJournal
+from ledger.selectors import account_balance
+from ledger.services import (
+    PostingLine,
+    Source,
+    account_find,
+    journal_post,
+    journal_post_rule,
+    journal_reverse,
+    posting_lines,
+)
 from payments.models import (
     AttemptStatus,
     Capability,
     EventSource,
     IntentStatus,
+    Merchant,
     MerchantStatus,
     MethodType,
     PaymentAttempt,
@@ -840,16 +854,64 @@ def dispute_open(
         raise
 
 
+CHARGEBACK_ATTEMPTS = 3  # a payable lowered between reading it and posting is read again
+
+
+def _post_chargeback(intent: PaymentIntent, amount: int, *, code: str, case_ref: str, actor: Actor,
+                     now: dt.datetime) -> tuple[LedgerJournal, int]:  # fmt: skip
+    """Post the lost chargeback as one balanced journal that the ledger cannot refuse for want of
+    funds: CHARGEBACK_LOST for what the merchant's payable balance covers, CHARGEBACK_LOST_SHORTFALL
+    (Dr merchant receivable) for the rest, the two credits to PSP receivable as one line. Returns
+    the journal and the shortfall.
+
+    The merchant row is locked first (after the intent), as refund requests and payout sending
+    lock it, so those cannot lower the payable between the read and the posting; a posting that
+    does not take that lock (a manual debit, a void) can, and then the split is read again."""
+    merchant_ref, currency = intent.merchant.public_id, intent.currency
+    Merchant.objects.select_for_update(no_key=True).filter(pk=intent.merchant_id).values_list("pk").get()
+    for attempt in range(1, CHARGEBACK_ATTEMPTS + 1):
+        payable = account_find(role=AccountRole.MERCHANT_PAYABLE, currency=currency, owner_ref=merchant_ref)
+        balance = account_balance(account=payable).balance.amount_minor if payable is not None else 0
+        covered = min(amount, max(balance, 0))
+        parts = [("CHARGEBACK_LOST", covered), ("CHARGEBACK_LOST_SHORTFALL", amount - covered)]
+        merged: dict[tuple[int, str], int] = {}
+        for rule_code, part in parts:
+            if part == 0:
+                continue  # rules take positive amounts only
+            for line in posting_lines(rule_code=rule_code, currency=currency, amounts={"AMOUNT": part},
+                                      merchant_ref=merchant_ref, actor=actor, now=now):  # fmt: skip
+                key = (line.account_id, line.direction)
+                merged[key] = merged.get(key, 0) + line.amount_minor
+        # Each account once, debits first: Dr payable, Dr receivable, Cr PSP receivable.
+        ordered = sorted(merged.items(), key=lambda item: item[0][1] != Direction.DEBIT)  # stable: debits first
+        lines = [PostingLine(account_id, direction, value, currency) for (account_id, direction), value in ordered]
+        try:
+            journal = journal_post(
+                lines=lines, journal_type="CHARGEBACK_LOST", source=Source("payment_intent", intent.public_id),
+                accounting_date=business_date(now), idempotency_key=f"chargeback:{intent.public_id}", actor=actor,
+                now=now, case_ref=case_ref,
+                description=f"Chargeback lost on {intent.public_id}: {code}"
+                + (f"; {Money(amount - covered, currency)} owed by the merchant" if covered < amount else ""),
+            )  # fmt: skip
+        except InsufficientFunds:
+            if attempt == CHARGEBACK_ATTEMPTS:
+                raise
+            continue
+        return journal, amount - covered
+    raise AssertionError("unreachable")
+
+
 def dispute_resolve(
     *, intent_id: str, won: bool, reason_code: str, reason_text: str, actor: Actor, now: dt.datetime,
     idempotency_key: str, source: str = EventSource.OPERATOR, case_ref: str = "", amount_minor: int | None = None,
 ) -> PaymentIntent:  # fmt: skip
     """Close a dispute. Won: the intent is SUCCEEDED again, nothing posts. Lost: the intent is
-    REFUNDED (the scheme returned the funds to the payer) and CHARGEBACK_LOST posts once (key
-    chargeback:<pi_id>) for `amount_minor`, by default all that was captured and not already
-    promised back by refunds. The same key again returns the intent. Refused (audited, nothing
-    changed): an intent not DISPUTED (IllegalTransition), an amount above what can be charged back
-    (ValidationFailed), a posting the ledger refuses."""
+    REFUNDED (the scheme returned the funds to the payer) and one CHARGEBACK_LOST journal posts once
+    (key chargeback:<pi_id>) for `amount_minor`, by default all that was captured and not already
+    promised back by refunds: Cr PSP receivable the amount, Dr the merchant's payable what its
+    balance covers and Dr the merchant's receivable the rest (see _post_chargeback). The same key
+    again returns the intent. Refused (audited, nothing changed): an intent not DISPUTED
+    (IllegalTransition), an amount above what can be charged back (ValidationFailed)."""
     try:
         key = _key(idempotency_key)
         code, text = _reason(reason_code, reason_text)
@@ -875,13 +937,10 @@ def dispute_resolve(
                 )
             journal_ref = ""
             if amount:
-                journal = journal_post_rule(
-                    rule_code="CHARGEBACK_LOST", currency=intent.currency, amounts={"AMOUNT": amount},
-                    merchant_ref=intent.merchant.public_id, source=Source("payment_intent", intent.public_id),
-                    accounting_date=business_date(now), idempotency_key=f"chargeback:{intent.public_id}", actor=actor,
-                    now=now, description=f"Chargeback lost on {intent.public_id}: {code}", case_ref=case_ref,
-                )  # fmt: skip
+                journal, shortfall = _post_chargeback(intent, amount, code=code, case_ref=case_ref, actor=actor,
+                                                      now=now)  # fmt: skip
                 journal_ref = journal.public_id
+                data["merchant_receivable_minor"] = shortfall
             data["chargeback_minor"] = amount
             command.transition(intent, "lose_dispute", source=source, idempotency_key=key, case_ref=case_ref,
                                journal_ref=journal_ref, data=data)  # fmt: skip

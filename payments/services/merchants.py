@@ -63,6 +63,8 @@ PROFILE_FIELDS = {
 MASKED_PROFILE_FIELDS = {"contact_email": "email", "contact_phone": "tail"}
 
 _REGION = re.compile(r"^[A-Z]{2}$")
+# A merchant id given at onboarding (one carried over from another system, or the demo's fixed ids).
+_GIVEN_MERCHANT_ID = re.compile(r"^m_[a-z0-9_]{3,30}$")
 _BANK_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
 _ACCOUNT_NUMBER = re.compile(r"^[A-Z0-9]{5,34}$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -270,17 +272,25 @@ def _merchant_id_for(idempotency_key: str) -> str:
 def merchant_create(
     *, name: str, region: str, default_currency: str, actor: Actor, now: dt.datetime, idempotency_key: str,
     risk_tier: str = RiskTier.MEDIUM, legal_name: str = "", contact_name: str = "", contact_email: str = "",
-    contact_phone: str = "",
+    contact_phone: str = "", public_id: str = "",
 ) -> Merchant:  # fmt: skip
     """Onboard a merchant (ACTIVE). The same key with the same details returns the first merchant,
     also when two arrive at once; the same key with other details raises IdempotencyConflict.
-    Raises ValidationFailed for bad details (nothing resembling a card number is accepted)."""
+    Raises ValidationFailed for bad details (nothing resembling a card number is accepted).
+
+    The merchant's id is derived from the key, unless `public_id` gives one (m_ and 3-30 lower-case
+    letters, digits or underscores: a merchant carried over from another system keeps its id). A
+    given id answers for itself: onboarding it again with the same details returns the merchant."""
     target = ""
     try:
         key = str(idempotency_key or "").strip()
         if not key or len(key) > 128:
             raise ValidationFailed("onboarding a merchant needs an idempotency key of at most 128 characters")
-        target = _merchant_id_for(key)
+        if public_id and not _GIVEN_MERCHANT_ID.match(public_id):
+            raise ValidationFailed(
+                "a given merchant id is m_ followed by 3-30 lower-case letters, digits or underscores"
+            )
+        target = public_id or _merchant_id_for(key)
         region = _region(region)
         fields = {
             "name": profile_value("name", name, region=region),

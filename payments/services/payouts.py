@@ -3,18 +3,23 @@
 Life of a payout. payout_create checks the CREATE_PAYOUT capability, the beneficiary and the
 balance and creates it; the system approves it at once (CREATED -> APPROVED), unless CREATE_PAYOUT
 is under REVIEW for the merchant: then it waits as APPROVAL_REQUIRED until a RELEASE_PAYOUT_HOLD
-request is approved (four eyes). payout_send posts PAYOUT_SENT (the payable is debited) as the
-payout goes APPROVED -> SENT and calls the provider after commit. The provider's answers come back
-through payout_apply_outcome: paid -> SUCCEEDED; failed after sending -> FAILED with the PAYOUT_SENT
-journal reversed; returned by the beneficiary bank -> RETURNED with PAYOUT_RETURNED posted. Every
-journal has a fixed key (payout:<po_id>:sent, :sent:reversal, :returned), so it posts once.
+request is approved (four eyes). Whenever a payout becomes APPROVED (at creation, or released),
+payout_send_task is queued after commit (the dispatch sweep queues it again if that was lost).
+payout_send posts PAYOUT_SENT (the payable is debited) as the payout goes APPROVED -> SENT and calls
+the provider after commit. The provider's answers come back through payout_apply_outcome: paid ->
+SUCCEEDED; failed after sending -> FAILED with the PAYOUT_SENT journal reversed; returned by the
+beneficiary bank -> RETURNED with PAYOUT_RETURNED posted. Every journal has a fixed key
+(payout:<po_id>:sent, :sent:reversal, :returned), so it posts once.
 
 Balance. A payout may take what the merchant's payable (available) balance holds minus what other
 payouts have committed and not yet posted (CREATED, APPROVAL_REQUIRED, APPROVED, HELD). Creation
-locks the Merchant row (select_for_update) so payouts of one merchant are created one at a time:
-two concurrent payouts cannot both count the same balance. Other postings (a refund, a manual
-debit) do not take that lock and may lower the balance meanwhile; the ledger's floor on the
-payable account (it never goes below zero) refuses PAYOUT_SENT then, and the payout stays APPROVED.
+locks the Merchant row (FOR NO KEY UPDATE) so payouts of one merchant are created one at a time:
+two concurrent payouts cannot both count the same balance. A refund request takes the same lock and
+counts committed payouts too before it sets its funds aside, so a refund and a payout cannot both
+spend one balance. A lost chargeback takes the same lock but takes what the payable holds whatever
+is committed (the scheme has the money already); other postings (a manual debit, a void) do not
+take it. Either may lower the balance meanwhile; the ledger's floor on the payable account (it
+never goes below zero) refuses PAYOUT_SENT then, and the payout stays APPROVED.
 
 Lock order: the merchant (creation, sending), then the payout, then the ledger's balance rows, the
 audit chain last. Holding, releasing and applying an answer lock only the payout.
@@ -119,8 +124,9 @@ def payout_create(
     *, merchant: Merchant, beneficiary: MerchantBeneficiary, amount_minor: int, currency: str, idempotency_key: str,
     actor: Actor, now: dt.datetime,
 ) -> Payout:  # fmt: skip
-    """Create a payout and approve it at once, or leave it APPROVAL_REQUIRED while the merchant's
-    CREATE_PAYOUT is under review (see the module's docstring).
+    """Create a payout and approve it at once (then queue payout_send_task after commit), or leave
+    it APPROVAL_REQUIRED while the merchant's CREATE_PAYOUT is under review (see the module's
+    docstring).
 
     Refuses: CapabilityRestricted while CREATE_PAYOUT is blocked (the message gives the
     restriction's reason); ValidationFailed when `beneficiary` is not the merchant's active account
@@ -132,8 +138,12 @@ def payout_create(
         _validate_create(amount_minor=amount_minor, currency=currency, idempotency_key=idempotency_key)
         with payment_command(actor=actor, now=now) as command:
             # One payout creation per merchant at a time: the balance check below and the insert
-            # must not interleave with another creation's (nor with a freeze being imposed).
-            locked = Merchant.objects.select_for_update().get(pk=merchant.pk)
+            # must not interleave with another creation's, a refund request's (nor with a freeze
+            # being imposed). FOR NO KEY UPDATE: it conflicts with those, but not with the key-share
+            # lock another command's payment event takes on the merchant at its commit (foreign
+            # keys are checked at commit, after that command took the audit chain lock this one
+            # waits for last: FOR UPDATE here would deadlock with it).
+            locked = Merchant.objects.select_for_update(no_key=True).get(pk=merchant.pk)
             earlier = Payout.objects.filter(idempotency_key=idempotency_key).first()
             if earlier is not None:
                 return _replay(earlier, merchant=locked, beneficiary=beneficiary, amount_minor=amount_minor,
@@ -171,6 +181,7 @@ def payout_create(
             else:
                 command.transition(payout, "approve", source=EventSource.SYSTEM,
                                    data={"why": "no review restriction on CREATE_PAYOUT"})  # fmt: skip
+                _send_after_commit(payout)
             command.audit(
                 event_type="payments.payout_created", action_type="CREATE_PAYOUT", target_type="payout",
                 target_id=payout.public_id, after={"status": payout.status, "merchant": locked.public_id, **data},
@@ -183,6 +194,19 @@ def payout_create(
             after={"amount_minor": amount_minor if type(amount_minor) is int else None, "currency": str(currency)[:3]},
         )  # fmt: skip
         raise
+
+
+def _send_after_commit(payout: Payout) -> None:
+    """Queue the sending of a payout that just became APPROVED, once the transaction commits.
+    Robust: a broker outage is logged and the dispatch sweep finds the payout still APPROVED."""
+    payout_id = payout.public_id
+
+    def enqueue_payout_send() -> None:
+        from payments.tasks import payout_send_task
+
+        payout_send_task.delay(payout_id=payout_id)
+
+    transaction.on_commit(enqueue_payout_send, robust=True)
 
 
 def _payout_pk(payout_id: str) -> int:
@@ -236,8 +260,9 @@ def payout_release_hold(
     *, payout_id: str, reason: str, actor: Actor, now: dt.datetime, approval_ref: str = ""
 ) -> Payout:
     """Let a stopped payout go: HELD -> APPROVED, or APPROVAL_REQUIRED -> APPROVED (the review a
-    CREATE_PAYOUT REVIEW restriction asks for). payout_send checks the restriction again. Refuses
-    any other state (IllegalTransition). Audited, refusals too."""
+    CREATE_PAYOUT REVIEW restriction asks for), and queue payout_send_task after commit;
+    payout_send checks the restriction again. Refuses any other state (IllegalTransition).
+    Audited, refusals too."""
     try:
         _validate_reason(reason, "releasing a payout", approval_ref)
         with payment_command(actor=actor, now=now) as command:
@@ -253,6 +278,7 @@ def payout_release_hold(
             command.transition(payout, name, source=source_for(actor, approval_ref),
                                update_fields=("hold_reason", "hold_ref"), approval_ref=approval_ref,
                                data={"reason": reason.strip()[:500], "released": held})  # fmt: skip
+            _send_after_commit(payout)
             return payout
     except DomainError as exc:
         _refuse("release", payout_id, exc, actor=actor, now=now, action_type="RELEASE_PAYOUT_HOLD",
@@ -269,8 +295,9 @@ def _released_by_approval(payout: Payout) -> bool:
     )
 
 
-def payout_send(*, payout_id: str, actor: Actor, now: dt.datetime, adapter: ProviderAdapter) -> Payout:
-    """Send an APPROVED payout: post PAYOUT_SENT once (key payout:<po_id>:sent), APPROVED -> SENT,
+def payout_send(*, payout_id: str, actor: Actor, now: dt.datetime, adapter: ProviderAdapter | None = None) -> Payout:
+    """Send an APPROVED payout (payout_send_task calls this; `adapter` defaults to the configured
+    provider of the payout): post PAYOUT_SENT once (key payout:<po_id>:sent), APPROVED -> SENT,
     then after commit ask the provider (the payout's id is the idempotency key) and apply its
     answer through payout_apply_outcome. A timeout, an unreadable answer or an unavailable provider
     leaves it UNKNOWN_OUTCOME (never sent again; an inquiry settles it); a rejected request fails it
@@ -283,7 +310,7 @@ def payout_send(*, payout_id: str, actor: Actor, now: dt.datetime, adapter: Prov
     try:
         with payment_command(actor=actor, now=now) as command:
             merchant_pk = Payout.objects.filter(pk=_payout_pk(payout_id)).values_list("merchant_id", flat=True).get()
-            Merchant.objects.select_for_update().filter(pk=merchant_pk).values_list("pk", flat=True).get()
+            Merchant.objects.select_for_update(no_key=True).filter(pk=merchant_pk).values_list("pk", flat=True).get()
             payout = _lock(payout_id)
             if payout.status in _HANDED_OVER:
                 return payout
@@ -291,6 +318,10 @@ def payout_send(*, payout_id: str, actor: Actor, now: dt.datetime, adapter: Prov
                 raise IllegalTransition(
                     f"payout {payout.public_id} is {payout.status}; only an approved payout can be sent"
                 )
+            if adapter is None:
+                from payments.providers.http import provider_adapter_from_settings
+
+                adapter = provider_adapter_from_settings(provider_code=payout.provider_code)
             if adapter.provider_code != payout.provider_code:
                 raise ValidationFailed(
                     f"payout {payout.public_id} goes through provider {payout.provider_code}, "

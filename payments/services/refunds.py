@@ -1,18 +1,34 @@
 """Refunds: money back to the payer of a captured payment.
 
-The refundable amount is `captured_minor - refund_reserved_minor` on the intent. A refund reserves
-its amount when it is created (an F() update), releases it when it fails or is canceled, and adds
-it to `refunded_minor` when it succeeds. The database refuses a reservation beyond the captured
-amount (CheckConstraint), so concurrent refunds can never together exceed it, whatever order they
-commit in; the service turns that refusal into a typed error naming the refundable amount.
+Two things bound a refund, and both are reserved when it is requested, in refund_create's
+transaction:
 
-Lock order, for every refund command: the payment intent, then the refund; the ledger's balance
-rows after them and the audit chain last (payment_command appends audit events when it ends).
+- The payment's refundable amount, `captured_minor - refund_reserved_minor` on the intent. A refund
+  reserves its amount with an F() update, releases it when it fails or is canceled, and adds it to
+  `refunded_minor` when it succeeds. The database refuses a reservation beyond the captured amount
+  (CheckConstraint), so concurrent refunds can never together exceed it, whatever order they commit
+  in; the service turns that refusal into a typed error naming the refundable amount.
+- The merchant's funds. The merchant bears the refund, and by the time the provider confirms it
+  (the payer already has the money back) its payable balance may have been paid out. So the
+  refund sets the funds aside at once: REFUND_RESERVED (Dr merchant payable / Cr merchant refund
+  reserve, key refund:<rf_id>:reserved). The request is refused, naming the available amount,
+  when the payable balance less payouts committed and not yet sent cannot cover it; the merchant
+  row is locked for that check (as payout creation and sending lock it), and the ledger's floor
+  on the payable account is the last guard. Success pays the payer from the reserve
+  (REFUND_SUCCEEDED: Dr merchant refund reserve / Cr PSP receivable, key refund:<rf_id>), which
+  the ledger never refuses for lack of funds; failure or cancellation reverses the reservation
+  (key refund:<rf_id>:reserved:reversal). Each key is fixed per refund, so each posts once
+  whichever path applies the provider's answer.
 
-Sending: refund_send moves the refund REQUESTED -> PROCESSING and commits before the provider is
-called (transaction.on_commit), so a refund is handed to the provider at most once: a timeout or
-an answer we cannot read leaves it UNKNOWN_OUTCOME, never sent again; an inquiry or a webhook
-settles it through refund_apply_outcome, the one path every provider answer takes.
+Lock order, for every refund command: the payment intent, then the refund or the merchant; the
+ledger's balance rows after them and the audit chain last (payment_command appends audit events
+when it ends).
+
+Sending: refund_create queues refund_send_task after commit (the dispatch sweep queues it again if
+that was lost). refund_send moves the refund REQUESTED -> PROCESSING and commits before the
+provider is called (transaction.on_commit), so a refund is handed to the provider at most once: a
+timeout or an answer we cannot read leaves it UNKNOWN_OUTCOME, never sent again; an inquiry or a
+webhook settles it through refund_apply_outcome, the one path every provider answer takes.
 """
 
 from __future__ import annotations
@@ -36,12 +52,15 @@ from backoffice.errors import (
 from backoffice.ids import new_public_id
 from backoffice.masking import find_card_numbers
 from backoffice.money import Money
-from ledger.services import Source, journal_post_rule
+from ledger.errors import InsufficientFunds
+from ledger.models import LedgerJournal
+from ledger.services import Source, journal_post_rule, journal_reverse
 from payments.models import (
     AttemptStatus,
     Capability,
     EventSource,
     IntentStatus,
+    Merchant,
     PaymentIntent,
     Refund,
     RefundStatus,
@@ -71,6 +90,17 @@ _RESERVATION_CHECK = "payments_intent_refunds_within_captured"
 class RefundExceedsRefundable(PolicyDenied):
     code = "REFUND_EXCEEDS_REFUNDABLE"
     default_message = "The refund is more than the payment's refundable amount."
+
+
+class RefundExceedsAvailable(PolicyDenied):
+    code = "REFUND_EXCEEDS_AVAILABLE"
+    default_message = "The refund is more than the merchant's available balance."
+
+
+def reserved_key(refund_id: str) -> str:
+    """The idempotency key of the journal that sets a refund's funds aside (its reversal adds
+    ':reversal'; the success journal is refund:<rf_id>)."""
+    return f"refund:{refund_id}:reserved"
 
 
 def source_for(actor: Actor, approval_ref: str = "") -> str:
@@ -104,19 +134,65 @@ def _replay(earlier: Refund, *, intent: PaymentIntent, amount_minor: int, reason
     return earlier
 
 
+def _available_minor(intent: PaymentIntent) -> tuple[int, int]:
+    """(the merchant's payable balance, what payouts committed and not yet sent hold of it)."""
+    from payments.services.payouts import payable_available_minor  # payouts imports this module
+
+    return payable_available_minor(merchant=intent.merchant, currency=intent.currency)
+
+
+def _exceeds_available(amount_minor: int, intent: PaymentIntent, balance: int, committed: int) -> DomainError:
+    currency, available = intent.currency, balance - committed
+    return RefundExceedsAvailable(
+        f"{Money(amount_minor, currency)} is more than {intent.merchant.public_id} has available for refunds: "
+        f"{Money(max(available, 0), currency)} (payable {Money(balance, currency)}, committed to payouts not yet "
+        f"sent {Money(committed, currency)})",
+        available_minor=available,
+    )
+
+
+def _reserve(command, intent: PaymentIntent, refund: Refund) -> LedgerJournal:
+    """Set the refund's amount aside from the merchant's payable balance (REFUND_RESERVED, once)."""
+    return journal_post_rule(
+        rule_code="REFUND_RESERVED", currency=refund.currency, amounts={"AMOUNT": refund.amount_minor},
+        merchant_ref=intent.merchant.public_id, source=Source("refund", refund.public_id),
+        accounting_date=business_date(command.now), idempotency_key=reserved_key(refund.public_id),
+        actor=command.actor, now=command.now,
+        description=f"Refund {refund.public_id} of {intent.public_id} requested: funds set aside",
+        case_ref=refund.case_ref, approval_ref=refund.approval_ref,
+    )  # fmt: skip
+
+
+def _enqueue_send(refund_id: str):
+    """The after-commit hook that queues the refund's sending (a named function, as on_commit logs
+    a robust hook's failure by its name)."""
+
+    def enqueue_refund_send() -> None:
+        from payments.tasks import refund_send_task
+
+        refund_send_task.delay(refund_id=refund_id)
+
+    return enqueue_refund_send
+
+
 def refund_create(
     *, intent: PaymentIntent, amount_minor: int, reason_code: str, reason_text: str, idempotency_key: str,
     actor: Actor, now: dt.datetime, approval_ref: str = "", case_ref: str = "",
 ) -> Refund:  # fmt: skip
-    """Request a refund of `amount_minor` of a captured payment and reserve it (status REQUESTED).
+    """Request a refund of `amount_minor` of a captured payment (status REQUESTED): reserve it on
+    the intent's refundable amount, set the merchant's funds aside (REFUND_RESERVED once, key
+    refund:<rf_id>:reserved) and, after commit, queue refund_send_task.
 
     Refuses: CapabilityRestricted while CREATE_REFUND is blocked for the merchant, or under review
     and the refund carries no approval (the review is a CREATE_REFUND_CORRECTION request);
     IllegalTransition when the intent is not captured; RefundExceedsRefundable, naming the
     refundable amount, when the amount is more than it (the database decides, so concurrent
-    refunds cannot overdraw it); ValidationFailed for bad input. The same key with the same
-    request returns the first refund; with another request IdempotencyConflict. Audited, refusals
-    too; a refusal writes nothing else."""
+    refunds cannot overdraw it); RefundExceedsAvailable, naming the merchant's available amount
+    (payable balance less payouts committed and not yet sent), when that cannot cover it (the
+    merchant lock and the ledger's floor decide, so a refund and a payout cannot both spend the
+    same balance); ValidationFailed for bad input. The same key with the same request returns the
+    first refund; with another request IdempotencyConflict. Audited, refusals too; a refusal
+    writes nothing else."""
     try:
         _validate_create(amount_minor=amount_minor, reason_code=reason_code, reason_text=reason_text,
                          idempotency_key=idempotency_key, approval_ref=approval_ref, case_ref=case_ref)  # fmt: skip
@@ -157,6 +233,11 @@ def refund_create(
                     f"{Money(locked.refund_reserved_minor, locked.currency)})",
                     refundable_minor=locked.refundable_minor,
                 ) from exc
+            # The merchant's funds: one check at a time per merchant, as payouts are created and sent.
+            Merchant.objects.select_for_update(no_key=True).filter(pk=locked.merchant_id).values_list("pk").get()
+            balance, committed = _available_minor(locked)
+            if amount_minor > balance - committed:
+                raise _exceeds_available(amount_minor, locked, balance, committed)
             try:
                 with transaction.atomic():
                     refund = Refund.objects.create(
@@ -171,6 +252,12 @@ def refund_create(
                     raise
                 # Committed meanwhile for another payment (the lock above covers only this one).
                 raise IdempotencyConflict("this idempotency key was used for another refund") from exc
+            try:
+                reservation = _reserve(command, locked, refund)
+            except InsufficientFunds as exc:
+                # Taken down since the check by a posting that does not queue on the merchant (a
+                # manual debit, a void): the ledger's floor decided.
+                raise _exceeds_available(amount_minor, locked, *_available_minor(locked)) from exc
             source = source_for(actor, approval_ref)
             refundable_after = locked.refundable_minor - amount_minor
             data = {
@@ -179,16 +266,22 @@ def refund_create(
                 "reason_code": reason_code,
                 "refundable_before_minor": locked.refundable_minor,
                 "refundable_after_minor": refundable_after,
+                "available_before_minor": balance - committed,
+                "available_after_minor": balance - committed - amount_minor,
             }
             command.event(refund, "refund.requested", source=source, idempotency_key=idempotency_key,
-                          approval_ref=approval_ref, case_ref=case_ref, data=data)  # fmt: skip
+                          approval_ref=approval_ref, case_ref=case_ref, journal_ref=reservation.public_id,
+                          data=data)  # fmt: skip
             command.event(locked, "payment_intent.refund_reserved", source=source, approval_ref=approval_ref,
                           case_ref=case_ref, data={"refund": refund.public_id, **data})  # fmt: skip
             command.audit(
                 event_type="payments.refund_created", action_type="CREATE_REFUND", target_type="refund",
                 target_id=refund.public_id, reason_code=reason_code, reason_text=reason_text, case_ref=case_ref,
-                approval_ref=approval_ref, after={"status": refund.status, "payment_intent": locked.public_id, **data},
+                approval_ref=approval_ref, after={"status": refund.status, "payment_intent": locked.public_id,
+                                                  "reservation_journal": reservation.public_id, **data},
             )  # fmt: skip
+            # Hand it to the provider once this commits; a lost enqueue is found by the dispatch sweep.
+            transaction.on_commit(_enqueue_send(refund.public_id), robust=True)
             return refund
     except DomainError as exc:
         refusal_record(
@@ -211,18 +304,38 @@ def _lock(refund_id: str) -> tuple[PaymentIntent, Refund]:
 
 
 def _release_reservation(command, intent: PaymentIntent, refund: Refund, *, source: str, why: str) -> None:
-    """Give a refund's amount back to the refundable amount (it failed or was canceled)."""
+    """Give a refund's amount back (it failed or was canceled): to the payment's refundable amount,
+    and the funds set aside to the merchant's payable balance by reversing REFUND_RESERVED (key
+    refund:<rf_id>:reserved:reversal). The refund's final state makes this happen once."""
     PaymentIntent.objects.filter(pk=intent.pk).update(
         refund_reserved_minor=F("refund_reserved_minor") - refund.amount_minor,
         version=F("version") + 1,
         updated_at=command.now,
     )
-    command.event(intent, "payment_intent.refund_released", source=source,
+    journal_ref = ""
+    reservation = LedgerJournal.objects.filter(idempotency_key=reserved_key(refund.public_id)).first()
+    if reservation is not None:  # a refund requested before reservations existed set nothing aside
+        reversal = journal_reverse(
+            journal=reservation, reason_code="REFUND_RELEASED",
+            reason_text=f"{why}: the funds set aside for {refund.public_id} go back to the payable balance",
+            idempotency_key=f"{reserved_key(refund.public_id)}:reversal", actor=command.actor, now=command.now,
+            accounting_date=business_date(command.now),
+        )  # fmt: skip
+        journal_ref = reversal.public_id
+    command.event(intent, "payment_intent.refund_released", source=source, journal_ref=journal_ref,
                   data={"refund": refund.public_id, "amount_minor": refund.amount_minor, "why": why})  # fmt: skip
 
 
-def refund_send(*, refund_id: str, actor: Actor, now: dt.datetime, adapter: ProviderAdapter) -> Refund:
-    """Hand a REQUESTED refund to the provider, once.
+def _configured_adapter(provider_code: str) -> ProviderAdapter:
+    """The provider as configured (settings read at call time), as inquiries get theirs."""
+    from payments.providers.http import provider_adapter_from_settings
+
+    return provider_adapter_from_settings(provider_code=provider_code)
+
+
+def refund_send(*, refund_id: str, actor: Actor, now: dt.datetime, adapter: ProviderAdapter | None = None) -> Refund:
+    """Hand a REQUESTED refund to the provider, once (refund_send_task calls this; `adapter`
+    defaults to the configured provider of the refund).
 
     In one transaction: re-check CREATE_REFUND (a block, or a review the refund was not approved
     through, refuses and leaves it REQUESTED), then REQUESTED -> PROCESSING. After commit the
@@ -235,6 +348,8 @@ def refund_send(*, refund_id: str, actor: Actor, now: dt.datetime, adapter: Prov
             intent, refund = _lock(refund_id)
             if refund.status != RefundStatus.REQUESTED:
                 return refund
+            if adapter is None:
+                adapter = _configured_adapter(refund.provider_code)
             if adapter.provider_code != refund.provider_code:
                 raise ValidationFailed(
                     f"refund {refund.public_id} goes through provider {refund.provider_code}, "
@@ -341,10 +456,12 @@ def refund_apply_outcome(
 ) -> Refund:  # fmt: skip
     """Apply what the provider said about a refund (its answer to our call, a webhook, an inquiry).
 
-    SUCCEEDED: posts REFUND_SUCCEEDED once (key refund:<rf_id>), adds the amount to the intent's
+    SUCCEEDED: posts REFUND_SUCCEEDED once (key refund:<rf_id>) from the funds set aside at the
+    request, so it is never refused for want of a payable balance; adds the amount to the intent's
     refunded_minor and moves the intent to PARTIALLY_REFUNDED or REFUNDED. DECLINED / FAILED /
-    CANCELED / EXPIRED: FAILED, the reservation released. PENDING: PROCESSING. NOT_FOUND: a refund
-    whose sending was never confirmed (UNKNOWN_OUTCOME) FAILED and released; otherwise a conflict.
+    CANCELED / EXPIRED: FAILED, the reservation released (the refundable amount, and the funds by
+    the reversal of REFUND_RESERVED). PENDING: PROCESSING. NOT_FOUND: a refund whose sending was
+    never confirmed (UNKNOWN_OUTCOME) FAILED and released; otherwise a conflict.
     An answer already applied is a no-op, so a webhook, its replay and an inquiry racing move money
     once. Raises OutcomeMismatch (amount, currency, merchant or reference differ; a SUCCEEDED
     answer must state amount and currency) and OutcomeConflict (contradicts a final state); both
@@ -417,6 +534,10 @@ def _refuse_outcome(refund_id: str, outcome: ProviderOutcome, exc: DomainError, 
 
 
 def _succeed(command, intent: PaymentIntent, refund: Refund, *, source: str, fields, links, ref) -> None:
+    if not LedgerJournal.objects.filter(idempotency_key=reserved_key(refund.public_id)).exists():
+        # Requested before refunds set funds aside: set them aside now and pay from them at once
+        # (the payable balance must cover it here, as it had to before reservations existed).
+        _reserve(command, intent, refund)
     journal = journal_post_rule(
         rule_code="REFUND_SUCCEEDED", currency=refund.currency, amounts={"AMOUNT": refund.amount_minor},
         merchant_ref=intent.merchant.public_id, source=Source("refund", refund.public_id),
@@ -446,8 +567,9 @@ def _succeed(command, intent: PaymentIntent, refund: Refund, *, source: str, fie
 
 
 def refund_cancel(*, refund_id: str, reason_text: str, actor: Actor, now: dt.datetime) -> Refund:
-    """Cancel a refund not yet sent (REQUESTED -> CANCELED) and release its reservation, e.g. one a
-    restriction stopped from being sent. Refuses any other state (IllegalTransition). Audited."""
+    """Cancel a refund not yet sent (REQUESTED -> CANCELED) and release its reservation (the
+    refundable amount, and the funds set aside back to the payable balance), e.g. one a restriction
+    stopped from being sent. Refuses any other state (IllegalTransition). Audited."""
     try:
         if not (reason_text or "").strip():
             raise ValidationFailed("canceling a refund needs an explanation")

@@ -460,17 +460,6 @@ def test_a_won_dispute_restores_the_payment_and_posts_nothing():
     assert LedgerJournal.objects.count() == journals
 
 
-def test_a_chargeback_the_merchant_cannot_cover_is_refused_and_moves_nothing():
-    # The merchant's payable may not go below zero: the gross comes back, the merchant only got the net.
-    intent, attempt = f.captured_payment(amount_minor=1_000_000)
-    open_dispute(intent)
-    before = snapshot(attempt)
-    with pytest.raises(PolicyDenied, match="below zero"):
-        resolve(intent, won=False)
-    assert snapshot(attempt) == before
-    assert refusal("payments.dispute_resolve_refused", intent.public_id).error_code == "INSUFFICIENT_FUNDS"
-
-
 @pytest.mark.parametrize("amount", [0, -1, 1_000_001, 1.5])
 def test_a_chargeback_above_the_captured_amount_is_refused(amount):
     intent, _ = f.captured_payment(amount_minor=1_000_000)

@@ -1,6 +1,7 @@
 """Payouts: refused under a CREATE_PAYOUT block or above the available balance (also when created
-at once), approved at once or left for review, sent once (PAYOUT_SENT posts once), failed after
-sending (the posting reversed once), returned (PAYOUT_RETURNED posts once), held and released."""
+at once), approved at once or left for review, handed to the provider after commit when approved
+(at creation or on release), sent once (PAYOUT_SENT posts once), failed after sending (the posting
+reversed once), returned (PAYOUT_RETURNED posts once), held and released."""
 
 import threading
 
@@ -20,6 +21,7 @@ from payments.providers import (
     ProviderStatus,
     ProviderTimeout,
     ProviderUnavailable,
+    http,
 )
 from payments.services.merchants import beneficiary_add
 from payments.services.outcomes import OutcomeConflict, OutcomeMismatch, OutcomeStatus, ProviderOutcome
@@ -69,6 +71,17 @@ class FakeProvider(ProviderAdapter):
 
     def refund(self, req):
         raise NotImplementedError
+
+
+@pytest.fixture
+def configured(monkeypatch):
+    """configured(provider): the provider as configured, which the send task queued after commit uses."""
+
+    def use(provider: FakeProvider) -> FakeProvider:
+        monkeypatch.setattr(http, "provider_adapter_from_settings", lambda *, provider_code=None: provider)
+        return provider
+
+    return use
 
 
 def funded_merchant(balance: int = 100_000, name: str = "Toko Sinar"):
@@ -482,7 +495,8 @@ def run_together(workers: int, work) -> list:
 
 @pytest.mark.concurrency
 @pytest.mark.django_db(transaction=True)
-def test_eight_payouts_created_at_once_never_exceed_the_balance():
+def test_eight_payouts_created_at_once_never_exceed_the_balance(configured):
+    provider = configured(FakeProvider("paid"))
     m, ben = funded_merchant(100_000)
 
     results = run_together(8, lambda i: create(m, ben, 30_000, key=f"storm-{i}").public_id)
@@ -492,15 +506,22 @@ def test_eight_payouts_created_at_once_never_exceed_the_balance():
     assert (len(created), len(refused_)) == (3, 5), results
     assert sum(Payout.objects.values_list("amount_minor", flat=True)) == 90_000
     assert AuditEvent.objects.filter(event_type="payments.payout_create_refused").count() == 5
+    # Each payout created was handed to the provider once, after its creation committed.
+    assert sorted(call.payout_id for call in provider.calls) == sorted(created)
+    assert set(Payout.objects.values_list("status", flat=True)) == {PayoutStatus.SUCCEEDED}
+    assert payable_balance(m.public_id) == 10_000
+    assert ledger_verify().ok
 
 
 @pytest.mark.concurrency
 @pytest.mark.django_db(transaction=True)
-def test_a_return_applied_twice_at_once_posts_once():
+def test_a_return_applied_twice_at_once_posts_once(configured):
+    provider = configured(FakeProvider("paid"))
     m, ben = funded_merchant(100_000)
-    payout = create(m, ben, 40_000)
-    payout_send(payout_id=payout.public_id, actor=OPS, now=at(5), adapter=FakeProvider("paid"))
+    payout = create(m, ben, 40_000)  # approved, and sent once the creation commits
     assert fetch(payout).status == PayoutStatus.SUCCEEDED
+    payout_send(payout_id=payout.public_id, actor=OPS, now=at(5), adapter=provider)  # a late second send: nothing
+    assert (fetch(payout).status, len(provider.calls)) == (PayoutStatus.SUCCEEDED, 1)
 
     results = run_together(2, lambda i: apply(payout, OutcomeStatus.RETURNED, now=at(10 + i)).status)
 

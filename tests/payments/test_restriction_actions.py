@@ -294,9 +294,14 @@ class TestRefundCorrection:
         )  # fmt: skip
         preview = request.preview
         assert preview["kind"] == "ledger"
-        assert [(ln["direction"], ln["role"], ln["amount_minor"]) for ln in preview["lines"]] == [
-            ("DEBIT", "MERCHANT_PAYABLE", 250_000), ("CREDIT", "PSP_RECEIVABLE", 250_000),
+        # Both journals the refund posts: the funds set aside on approval, paid out on the provider's word.
+        assert [(ln["journal"], ln["direction"], ln["role"], ln["amount_minor"]) for ln in preview["lines"]] == [
+            ("REFUND_RESERVED", "DEBIT", "MERCHANT_PAYABLE", 250_000),
+            ("REFUND_RESERVED", "CREDIT", "MERCHANT_REFUND_RESERVE", 250_000),
+            ("REFUND_SUCCEEDED", "DEBIT", "MERCHANT_REFUND_RESERVE", 250_000),
+            ("REFUND_SUCCEEDED", "CREDIT", "PSP_RECEIVABLE", 250_000),
         ]  # fmt: skip
+        assert [(b["before_minor"], b["after_minor"]) for b in preview["balances"]] == [(1_000_000, 750_000)]
         assert preview["refundable"] == {"before_minor": 1_000_000, "after_minor": 750_000,
                                          "before": "10,000.00 IDR", "after": "7,500.00 IDR"}  # fmt: skip
         assert preview["approver_roles"] == ["finance_manager"]
@@ -311,7 +316,11 @@ class TestRefundCorrection:
             RefundStatus.REQUESTED, 250_000, request.public_id, case.case_number, "fred", f"{request.public_id}:refund",
         )  # fmt: skip
         assert fetch_intent(payment.public_id).refund_reserved_minor == 250_000
-        assert LedgerJournal.objects.count() == journals  # posts when the provider confirms the refund
+        # The funds are set aside on approval; REFUND_SUCCEEDED posts when the provider confirms the refund.
+        assert LedgerJournal.objects.count() == journals + 1
+        assert LedgerJournal.objects.get(idempotency_key=f"refund:{refund.public_id}:reserved").approval_ref == (
+            request.public_id
+        )
 
     def test_more_than_refundable_is_refused_at_once(self, payment):
         maker = person("payment_ops", "paula")
