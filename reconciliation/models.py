@@ -266,7 +266,7 @@ class RunStatus(models.TextChoices):
 class ReconciliationRun(models.Model):
     public_id = models.CharField(max_length=32)  # rr_...
     source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="runs")
-    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    status = FSMField(default=RunStatus.RUNNING, choices=RunStatus.choices, protected=True)
     started_by = models.CharField(max_length=150)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -283,6 +283,14 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.status}"
+
+    @transition(field=status, source=RunStatus.RUNNING, target=RunStatus.SUCCEEDED)
+    def succeed(self) -> None:
+        pass
+
+    @transition(field=status, source=RunStatus.RUNNING, target=RunStatus.FAILED)
+    def fail(self) -> None:
+        pass
 
 
 class MatchShape(models.TextChoices):

@@ -74,3 +74,15 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# After this many new items, the item table's statistics are refreshed (ANALYZE samples a fixed
+# number of rows: about a second, whatever the table's size): queries planned right after a large
+# import would otherwise see a table of the size it had before.
+ANALYZE_AFTER_ITEMS = 100_000
+
+
+def item_statistics_refresh(new_items: int) -> None:
+    if new_items >= ANALYZE_AFTER_ITEMS:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE reconciliation_reconciliationitem")

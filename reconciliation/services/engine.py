@@ -125,12 +125,6 @@ class Engine:
                 self.by_reference[item.reference].append(item)
         self.outcome = Outcome()
 
-    def free_externals(self) -> list[Item]:
-        return [e for e in self.externals if not e.taken]
-
-    def free_internals(self) -> list[Item]:
-        return [i for i in self.internals if not i.taken]
-
     def apply(self, rules: list[Rule]) -> Outcome:
         passes = {
             RuleKind.EXACT_REFERENCE: self.exact_reference,

@@ -35,6 +35,7 @@ from backoffice.actors import Actor
 from backoffice.errors import ValidationFailed
 from reconciliation.models import ReconciliationSource, SourceKind
 from reconciliation.services.cardlike import pseudonymise_text
+from reconciliation.services.common import item_statistics_refresh
 
 
 def _ps(expression: str) -> str:
@@ -171,4 +172,5 @@ def expected_items_refresh(
             after={"since": since.isoformat(), "until": until.isoformat(), "created": created,
                    "pseudonymised_references": len(params["originals"])},
         )  # fmt: skip
+    item_statistics_refresh(created)
     return created

@@ -46,7 +46,7 @@ from reconciliation.models import (
 )
 from reconciliation.parsers import StatementParseError, parser_for
 from reconciliation.services.cardlike import pseudonymise_bytes, pseudonymise_text
-from reconciliation.services.common import LOCK_FILE_IMPORT, public_ids, raw_cursor
+from reconciliation.services.common import LOCK_FILE_IMPORT, item_statistics_refresh, public_ids, raw_cursor
 from reconciliation.services.statement_load import (
     COPY_ITEMS,
     SplitRefused,
@@ -171,8 +171,11 @@ def _importer_lock(file_pk: int) -> Iterator[bool]:
         yield mine
     finally:
         if mine:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_FILE_IMPORT, file_pk])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_FILE_IMPORT, file_pk])
+            except DatabaseError:  # a broken connection: the lock ends with its session
+                logger.warning("the import lock of statement file %s could not be released", file_pk)
 
 
 def _settings_int(name: str, default: int) -> int:
@@ -201,7 +204,7 @@ def statement_import(*, file_id: str, actor: Actor, now_fn: Callable[[], dt.date
             return file
         if file.status == FileStatus.RECEIVED:
             with transaction.atomic():
-                file = StatementFile.objects.select_for_update().select_related("source").get(pk=file.pk)
+                file = StatementFile.objects.select_for_update(of=("self",)).select_related("source").get(pk=file.pk)
                 file.start()
                 file.save(update_fields=["status"])
         try:
@@ -237,7 +240,7 @@ def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime
                         progress(written, max(written, parsed.estimated_lines))
             summary = parsed.summary
             assert summary is not None and summary.line_count == written, "every parsed line is written"
-            file = StatementFile.objects.select_for_update().select_related("source").get(pk=file.pk)
+            file = StatementFile.objects.select_for_update(of=("self",)).select_related("source").get(pk=file.pk)
             _record_statement(file, summary)
             file.imported_count = written
             file.imported_at = now_fn()
@@ -256,6 +259,7 @@ def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime
             )  # fmt: skip
     finally:
         progress.close()
+    item_statistics_refresh(file.imported_count)
     return file
 
 
@@ -290,11 +294,11 @@ def _fail(file: StatementFile, exc: StatementParseError, *, actor: Actor, now: d
     location = pseudonymise_text(exc.location)[:200]
     message = pseudonymise_text(exc.message)
     with transaction.atomic():
-        file = StatementFile.objects.select_for_update().select_related("source").get(pk=file.pk)
+        file = StatementFile.objects.select_for_update(of=("self",)).select_related("source").get(pk=file.pk)
         file.fail()
         file.error_location, file.error_message = location, message
-        file.imported_count = 0
-        file.save(update_fields=["status", "error_location", "error_message", "imported_count"])
+        file.imported_count = file.line_count = 0  # progress an aborted load may have shown
+        file.save(update_fields=["status", "error_location", "error_message", "imported_count", "line_count"])
         audit_record(
             event_type="reconciliation.statement_import_refused", result=AuditResult.REFUSED, actor=actor,
             action_type="IMPORT_STATEMENT", target_type="statement_file", target_id=file.public_id, now=now,

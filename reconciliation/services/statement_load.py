@@ -198,7 +198,8 @@ def split_csv(
     skip_rows, encoding = options
     if encoding.replace("_", "-").lower() not in _BYTE_SAFE:
         return None
-    # The preamble: the skipped lines, blank lines, then the header line.
+    # The preamble: the skipped lines, blank lines, then the header line, found as the CSV reader
+    # finds it; anything it might see otherwise (a line of non-ASCII blanks) means the file is not cut.
     position, lines_seen = 0, 0
     header_found = False
     while position < len(data):
@@ -206,13 +207,20 @@ def split_csv(
         if end < 0:
             return None  # no row after the header: nothing worth cutting
         line = data[position:end]
+        if position == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # the byte order mark the parsers drop
         position, lines_seen = end + 1, lines_seen + 1
-        if lines_seen <= skip_rows:
+        if lines_seen <= skip_rows or not line.strip(b" \t\r"):
             continue
-        if line.strip(b" \t\r\xef\xbb\xbf"):
-            header_found = True
-            break
-    if not header_found or data[:position].count(b'"') % 2:
+        try:
+            if not line.decode(encoding).strip():
+                return None
+        except UnicodeDecodeError:
+            return None  # the parser refuses it; let it say so on the whole file
+        header_found = True
+        break
+    preamble = data[:position]
+    if not header_found or preamble.count(b'"') % 2 or preamble.count(b"\r") != preamble.count(b"\r\n"):
         return None
     rows = data[position:]
     if b'"' in rows or rows.count(b"\r") != rows.count(b"\r\n"):
@@ -226,7 +234,7 @@ def split_csv(
         chunk = lines[start : start + piece_lines]
         last = start + piece_lines >= len(lines)
         pieces.append((b"\n".join(chunk) + (b"" if last else b"\n"), start))
-    return data[:position], pieces, estimated
+    return preamble, pieces, estimated
 
 
 def parse_piece(args: tuple) -> Piece:

@@ -3,14 +3,18 @@ re-import by hash, card-number-like references, cut files parsed in pieces, prog
 
 import datetime as dt
 import hashlib
+import io
 import threading
 import time
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, connections
 from django.db.models import Sum
 
 from audit.models import AuditEvent, AuditResult
+from backoffice.celery import app
 from backoffice.errors import NotFound, ValidationFailed
 from reconciliation.models import (
     BalanceCheck,
@@ -25,8 +29,11 @@ from reconciliation.services import imports as imports_module
 from reconciliation.services import statement_import, statement_receive
 from reconciliation.services.cardlike import pseudonym
 from reconciliation.services.common import LOCK_FILE_IMPORT
+from reconciliation.services.statement_load import split_csv
+from reconciliation.tasks import statement_import_task
 from tests.card_number_guard import card_numbers
 from tests.factories import reconciliation as recon
+from tests.reconciliation import FIXTURES as FIXTURES_DIR
 from tests.reconciliation import fixture_bytes
 from tests.reconciliation.test_parsers_safety import BILLION_LAUGHS, XXE
 
@@ -304,8 +311,23 @@ def test_a_file_cut_into_pieces_imports_exactly_as_the_whole_file(settings, proc
     assert _content(cut) == _content(whole)
     assert len(_content(cut)) == 230
     assert [line_no for line_no, *_ in _content(cut)[5:8]] == [7, 9, 10]  # the blank line is file line 8
+    assert len(split_csv(data, parser="generic_csv", mapping=recon.BANK_MAPPING, piece_lines=17)[1]) == 14
     assert (cut.line_count, cut.currency, cut.period_start, cut.period_end) == (
         whole.line_count, "", whole.period_start, whole.period_end)  # fmt: skip
+
+
+def test_a_file_with_a_byte_order_mark_and_lines_before_its_header_is_cut_at_the_same_rows(settings):
+    mapping = {**recon.BANK_MAPPING, "skip_rows": 2}
+    body = recon.bank_csv(_rows(60)).decode()
+    data = ("\ufeffExport of account 123\r\nCreated 2026-03-02\r\n\r\n" + body).encode()
+    settings.RECON_IMPORT_PIECE_LINES = 1_000_000
+    whole = recon.imported(recon.source(column_mapping=mapping), data)
+    settings.RECON_IMPORT_PIECE_LINES, settings.RECON_IMPORT_PROCESSES = 7, 1
+    cut = recon.imported(recon.source(column_mapping=mapping), data)
+    assert whole.status == cut.status == FileStatus.IMPORTED
+    assert _content(cut) == _content(whole)
+    assert _content(cut)[0][0] == 5  # two skipped lines, a blank line, the header
+    assert len(split_csv(data, parser="generic_csv", mapping=mapping, piece_lines=7)[1]) == 9  # it was cut
 
 
 def test_a_quoted_file_is_parsed_whole(settings):
@@ -315,6 +337,7 @@ def test_a_quoted_file_is_parsed_whole(settings):
     )
     file = recon.imported(recon.source(), data)
     assert [(x.line_no, x.description) for x in lines_of(file)] == [(2, "two\nlines"), (4, "x")]
+    assert split_csv(data, parser="generic_csv", mapping=recon.BANK_MAPPING, piece_lines=2) is None
 
 
 # --- progress --------------------------------------------------------------------------------------------
@@ -380,3 +403,54 @@ def test_two_importers_at_once_load_the_file_once():
     assert FileStatus.IMPORTED in results
     assert ReconciliationItem.objects.filter(statement_file=file).count() == 300
     assert StatementFile.objects.get(pk=file.pk).status == FileStatus.IMPORTED
+
+
+# --- the command and the task ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tasks_in_process():
+    """Tasks queued after commit run here, also where REDIS_URL is set (no worker runs beside the tests)."""
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+def test_recon_import_prints_the_counts_and_the_balance_check():
+    src = source_for("mt940")
+    out = io.StringIO()
+    call_command("recon_import", src.code, str(FIXTURES_DIR / "mt940-ing.940"), stdout=out)
+    printed = out.getvalue()
+    assert "IMPORTED: 8 of 8 lines, MT940, period 2014-02-19 .. 2014-02-20, balance check OK" in printed
+    assert "card-number-like" in printed  # the file's notes
+
+
+def test_recon_import_of_a_bad_file_fails_naming_the_place_and_imports_nothing():
+    src = source_for("mt940")
+    with pytest.raises(CommandError, match=r"FAILED at line 1: line 1: expected a :20: transaction reference"):
+        call_command("recon_import", src.code, str(FIXTURES_DIR / "mt940-wrong-file.940"), stdout=io.StringIO())
+    assert not ReconciliationItem.objects.filter(source=src).exists()
+    with pytest.raises(CommandError, match="no reconciliation source"):
+        call_command("recon_import", "nope", str(FIXTURES_DIR / "mt940-ing.940"))
+
+
+def test_recon_import_async_queues_the_task_and_prints_the_file(django_capture_on_commit_callbacks, tasks_in_process):
+    src = source_for("stripe_itemized_settlement")
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("recon_import", src.code, str(FIXTURES_DIR / "stripe-settlement-report.csv"), "--async",
+                     stdout=out)  # fmt: skip
+    file = StatementFile.objects.get(source=src)
+    assert f"{file.public_id} queued (task {file.task_id})" in out.getvalue()
+    assert file.task_id.startswith("recon-import-")
+    assert (file.status, file.imported_count) == (FileStatus.IMPORTED, 3)
+
+
+def test_the_import_task_is_safe_to_run_twice():
+    file = recon.received(recon.source(), recon.bank_csv([("2026-03-02", "1.00", "IDR", "R")]))
+    first = statement_import_task(file_id=file.public_id)
+    second = statement_import_task(file_id=file.public_id)
+    assert first == second == {"file": file.public_id, "status": FileStatus.IMPORTED, "lines": 1, "imported": 1,
+                               "error": ""}  # fmt: skip
+    assert ReconciliationItem.objects.filter(statement_file=file).count() == 1

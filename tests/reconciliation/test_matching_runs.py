@@ -1,7 +1,11 @@
 """Reconciliation runs against the database: statuses and matches written, reruns, items arriving
 later, duplicates across files, batches, undo and manual matches."""
 
+import io
+
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from audit.models import AuditEvent, AuditResult
 from backoffice.errors import IllegalTransition, ValidationFailed
@@ -22,6 +26,7 @@ from reconciliation.models import (
     SourceKind,
 )
 from reconciliation.services import ItemsAlreadyMatched, match_manual, match_undo
+from reconciliation.tasks import reconciliation_run_task
 from tests.factories import reconciliation as recon
 from tests.factories.payments import T0
 
@@ -257,3 +262,28 @@ def test_a_manual_match_takes_unmatched_items_once(provider_day):
     with pytest.raises(ValidationFailed, match="is INTERNAL"):
         match_manual(source=src, external_ids=[expected["missing"].pk], internal_ids=[], decision=decision,
                      actor=recon.ACTOR, now=T0)  # fmt: skip
+
+
+# --- the command and the task ----------------------------------------------------------------------------
+
+
+def test_recon_run_refreshes_the_period_and_matches():
+    capture = recon.capture(amount_minor=300_000, provider_reference="sim_pay_CMD")
+    src = recon.provider_source("sim")
+    recon.imported(src, recon.bank_csv([("2026-03-02", "3000.00", "IDR", "sim_pay_CMD")]))
+    out = io.StringIO()
+    call_command("recon_run", src.code, "--since", "2026-03-01", "--until", "2026-03-02", stdout=out)
+    printed = out.getvalue()
+    assert "expected items 2026-03-01 .. 2026-03-02: 1 new" in printed
+    assert "SUCCEEDED: 2 items considered, 1 matches" in printed
+    assert ReconciliationItem.objects.get(internal_id=capture.public_id).match_status == MatchStatus.MATCHED
+    with pytest.raises(CommandError, match="expected a date"):
+        call_command("recon_run", src.code, "--since", "yesterday")
+
+
+def test_the_run_task_is_safe_to_run_twice(provider_day):
+    src = provider_day[0]
+    first = reconciliation_run_task(source_code=src.code)
+    second = reconciliation_run_task(source_code=src.code)
+    assert (first["matches"], second["matches"], second["breaks_opened"]) == (3, 0, 0)
+    assert ReconciliationMatch.objects.filter(source=src).count() == 3

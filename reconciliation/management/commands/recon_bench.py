@@ -34,7 +34,7 @@ from audit.context import audit_context
 from backoffice.actors import system_actor
 from reconciliation.models import ItemSide, MatchStatus, ReconciliationItem, SourceKind
 from reconciliation.services import reconciliation_run, source_create, statement_import, statement_receive
-from reconciliation.services.common import raw_cursor
+from reconciliation.services.common import item_statistics_refresh, raw_cursor
 
 ACTOR = system_actor("recon_bench")
 CURRENCY = "USD"
@@ -120,6 +120,7 @@ def _load_internal(source_id: int, tag: str, internal: list[tuple]) -> None:
     with transaction.atomic(), raw_cursor() as cursor, cursor.copy(copy_sql) as copy:
         for start in range(0, len(data), 1 << 22):
             copy.write(data[start : start + (1 << 22)])
+    item_statistics_refresh(len(internal))  # as expected_items_refresh does after creating as many
 
 
 class Command(BaseCommand):
