@@ -23,7 +23,9 @@ SECRET_KEYS = frozenset(
 # Keys whose values are personal data: kept masked.
 PERSONAL_KEYS = frozenset({"email", "phone", "phone_number", "msisdn", "account_number", "iban", "tax_id"})
 
-_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# A run must stand on its own: digits glued to letters are part of an identifier (a provider's
+# hex reference, a ULID), not a card number, and masking them would corrupt the reference.
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
 
 
 def luhn_valid(digits: str) -> bool:

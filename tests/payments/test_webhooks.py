@@ -643,6 +643,29 @@ def test_normalized_events_are_append_only(sim, adapter, django_capture_on_commi
 
 
 @pytest.mark.django_db
+def test_a_provider_reference_holding_a_card_like_run_is_kept_as_sent(
+    sim, adapter, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Hex references sometimes hold 13-19 digits that pass Luhn. The card-number guard once masked
+    # them in the stored body, so the event no longer named the provider's reference and the
+    # payment was quarantined as a mismatch.
+    from payments.providers import simulator as simulator_module
+
+    counter = iter(range(10, 100))
+    monkeypatch.setattr(simulator_module, "secrets",
+                        type("FixedSecrets", (), {"token_hex": staticmethod(lambda n: f"ab4111111111111111cd{next(counter)}")}))  # fmt: skip
+    attempt = pending_attempt(adapter)
+    assert "4111111111111111" in attempt.provider_reference
+    sim.settle(attempt.public_id)
+
+    _, response = deliver(sim, "payment.succeeded", attempt.public_id, after_commit=django_capture_on_commit_callbacks)
+
+    raw = stored(response)
+    assert attempt.provider_reference.encode() in bytes(raw.body)
+    assert raw.processing_status == E.PROCESSED and captures(attempt.public_id) == 1
+
+
+@pytest.mark.django_db
 def test_replay_command_after_a_mapper_fix(sim, adapter, django_capture_on_commit_callbacks):
     attempt = pending_attempt(adapter)
     sim.settle(attempt.public_id)
