@@ -78,12 +78,14 @@ _PAYMENTS_READ = {
 # The provider side: raw and normalized events and inquiries (technical, no personal data in them).
 _PROVIDER_READ = {"payments.view_providereventraw", "payments.view_providereventnormalized",
                   "payments.view_providerinquiry"}  # fmt: skip
-# Reading reconciliation: sources, files, items, matches, rules, runs, breaks and decisions.
+# Reading reconciliation: sources, files, items, matches, rules, runs, breaks and decisions; exporting
+# the break queue.
 _RECON_READ = {
     "reconciliation.view_reconciliationsource", "reconciliation.view_statementfile",
     "reconciliation.view_reconciliationitem", "reconciliation.view_reconciliationmatch",
     "reconciliation.view_reconciliationrule", "reconciliation.view_reconciliationrun",
     "reconciliation.view_reconciliationbreak", "reconciliation.view_reconciliationmanualdecision",
+    "reconciliation.export_reconciliationbreak",
 }  # fmt: skip
 # Webhook operations: replay, release from quarantine, mark poison (recorded actions, no approval).
 _WEBHOOK_OPS = {"payments.replay_webhook", "payments.release_webhook", "payments.poison_webhook"}
@@ -163,6 +165,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _APPROVALS_READ
         | _PAYMENTS_READ
         | _PROVIDER_READ
+        | _RECON_READ
     ),
 }
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("audit/", include("audit.urls")),
     path("ledger/", include("ledger.urls")),
+    path("reconciliation/", include("reconciliation.urls")),
     path("cases/", include("cases.urls")),
     path("approvals/", include("approvals.urls")),
     # Providers post here: no session, no CSRF token; the HMAC signature is the authentication.

@@ -238,10 +238,11 @@ def _undo_target(payload: dict) -> Target:
 
 def _undo_preview(payload: dict, now: dt.datetime) -> dict:
     match = _match(payload["match"])
+    members = match.memberships.filter(active=True).count()
     return {
         "kind": "diff", "summary": f"Undo match {match.public_id}",
         "changes": [{"field": "match", "before": f"{match.state} ({match.result})", "after": "UNMATCHED"},
-                    {"field": "items", "before": "explained", "after": f"{match.items.count()} back to unmatched"}],
+                    {"field": "items", "before": "explained", "after": f"{members} back to unmatched"}],
         "money": "no journal posts; the items' breaks reopen", "reversible": False,
         "reversal": "a new match (a run or a decision) explains the items again",
     }  # fmt: skip

@@ -17,6 +17,17 @@ class ReconciliationConfig(AppConfig):
         for spec in RECONCILIATION_ACTIONS:
             register_action(spec)
 
+        from backoffice.demo import register_demo_seeder
+        from reconciliation.demo import reconciliation_demo_seed
+
+        # After the payments seeder (INSTALLED_APPS order): the statements are made from its payments.
+        register_demo_seeder("reconciliation", reconciliation_demo_seed)
+
+        from reconciliation.views import breaks, files
+
+        files.register_screens()
+        breaks.register_screens()
+
 
 def _ensure_rules(sender, apps=None, **kwargs):
     from django.apps import apps as current_apps

@@ -158,13 +158,16 @@ class MatchStatus(models.TextChoices):
 
 class ReconciliationItem(models.Model):
     """One external line or one expected internal movement. Amounts are signed minor units from
-    the account holder's side: money in is positive. Everything but the match fields is fixed at
-    creation."""
+    the account holder's side: money in is positive. Fixed at creation (a trigger refuses any
+    UPDATE): where an item stands is kept apart, in ReconciliationOpenItem (not explained yet) and
+    ReconciliationMatchItem (the matches it belongs or belonged to), so a run that matches a million
+    items writes narrow rows instead of rewriting a million wide ones."""
 
     side = models.CharField(max_length=8, choices=ItemSide.choices)
-    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="items")
+    # Indexed through recon_item_source_reference and recon_item_one_per_file_line (no index of their own).
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="items", db_index=False)
     statement_file = models.ForeignKey(StatementFile, on_delete=models.PROTECT, null=True, blank=True,
-                                       related_name="items")  # fmt: skip
+                                       related_name="items", db_index=False)  # fmt: skip
     line_no = models.IntegerField(null=True, blank=True)  # external: position in the file
     internal_type = models.CharField(max_length=32, blank=True)  # internal: payment_attempt, refund, payout, ...
     internal_id = models.CharField(max_length=64, blank=True)  # internal: pa_..., rf_..., po_..., lj_...
@@ -181,17 +184,14 @@ class ReconciliationItem(models.Model):
     description = models.TextField(blank=True)
     batch_id = models.CharField(max_length=64, blank=True)
     reversal = models.BooleanField(default=False)
-    match_status = models.CharField(max_length=20, choices=MatchStatus.choices, default=MatchStatus.UNMATCHED)
-    match = models.ForeignKey("ReconciliationMatch", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="items")  # fmt: skip
     created_at = models.DateTimeField()
 
     class Meta:
         default_permissions = ("view",)
         constraints = [
-            models.UniqueConstraint(
-                fields=["statement_file", "line_no"], condition=Q(side="EXTERNAL"), name="recon_item_one_per_file_line"
-            ),
+            # Internal movements have no file (recon_item_side_fields), and NULLs are distinct: one
+            # item per line of a file, and the index also finds a file's items.
+            models.UniqueConstraint(fields=["statement_file", "line_no"], name="recon_item_one_per_file_line"),
             models.UniqueConstraint(
                 fields=["source", "internal_type", "internal_id", "kind"],
                 condition=Q(side="INTERNAL"),
@@ -204,25 +204,60 @@ class ReconciliationItem(models.Model):
                 ),
                 name="recon_item_side_fields",
             ),
-            # A matched item names its match; an unmatched one names none.
-            models.CheckConstraint(
-                condition=Q(
-                    match__isnull=True, match_status__in=["UNMATCHED", "UNMATCHED_EXTERNAL", "UNMATCHED_INTERNAL"]
-                )
-                | Q(match__isnull=False)
-                & ~Q(match_status__in=["UNMATCHED", "UNMATCHED_EXTERNAL", "UNMATCHED_INTERNAL"]),
-                name="recon_item_match_consistent",
-            ),
         ]
-        indexes = [
-            models.Index(fields=["source", "match_status"], name="recon_item_source_status"),
-            models.Index(fields=["source", "reference"], name="recon_item_source_reference"),
-            models.Index(fields=["match"], name="recon_item_match"),
-        ]
+        indexes = [models.Index(fields=["source", "reference"], name="recon_item_source_reference")]
 
     def __str__(self) -> str:
         where = f"{self.statement_file_id}:{self.line_no}" if self.side == ItemSide.EXTERNAL else self.internal_id
         return f"{self.side.lower()} {where} {self.amount_minor} {self.currency}"
+
+
+class ReconciliationOpenItem(models.Model):
+    """An item no match explains: the work list of the source's next run. Created with the item,
+    removed when a match takes the item (removing it is the compare-and-set: a run or a manual
+    match that removes fewer rows than it took items lost a race and rolls back), created again
+    when the match is undone. Keyed (source, item), so a run reads its source's open items without
+    reading the source's history."""
+
+    pk = models.CompositePrimaryKey("source_id", "item_id")
+    # No database foreign keys: the rows are written in the same transaction as the items or matches
+    # they follow, from ids just read, a million at a time; the checks would double a run's write.
+    # Items and sources are never deleted (triggers), so nothing can be left dangling.
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.DO_NOTHING, related_name="+",
+                               db_index=False, db_constraint=False)  # fmt: skip
+    item = models.ForeignKey(ReconciliationItem, on_delete=models.DO_NOTHING, related_name="+",
+                             db_index=False, db_constraint=False)  # fmt: skip
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"open item {self.item_id}"
+
+
+class ReconciliationMatchItem(models.Model):
+    """An item's place in a match. Kept when the match is undone (`active` false), so a match
+    always shows what it grouped. At most one active match per item: a unique index, whoever
+    writes."""
+
+    pk = models.CompositePrimaryKey("match_id", "item_id")
+    # No database foreign keys, for the reason given on ReconciliationOpenItem: the match rows are
+    # written by the same statement sequence, and nothing here is ever deleted (trigger).
+    match = models.ForeignKey("ReconciliationMatch", on_delete=models.DO_NOTHING, related_name="memberships",
+                              db_index=False, db_constraint=False)  # fmt: skip
+    item = models.ForeignKey(ReconciliationItem, on_delete=models.DO_NOTHING, related_name="memberships",
+                             db_index=False, db_constraint=False)  # fmt: skip
+    external = models.BooleanField()  # the item's side, kept here for the breaks' queries
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["item"], condition=Q(active=True), name="recon_item_one_active_match"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} in match {self.match_id}"
 
 
 class RuleKind(models.TextChoices):
@@ -314,8 +349,9 @@ class ReconciliationMatch(models.Model):
     run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, null=True, blank=True, related_name="matches")
     rule_code = models.CharField(max_length=48, blank=True)
     rule_version = models.PositiveIntegerField(null=True, blank=True)
+    # Indexed only where set (recon_match_decision): a run writes up to a million matches without one.
     decision = models.ForeignKey("ReconciliationManualDecision", on_delete=models.PROTECT, null=True, blank=True,
-                                 related_name="matches")  # fmt: skip
+                                 related_name="matches", db_index=False)  # fmt: skip
     shape = models.CharField(max_length=12, choices=MatchShape.choices)
     result = models.CharField(max_length=20, choices=MatchStatus.choices)
     confidence = models.DecimalField(max_digits=4, decimal_places=3)  # 0.000 - 1.000
@@ -334,6 +370,15 @@ class ReconciliationMatch(models.Model):
             models.CheckConstraint(
                 condition=~Q(rule_code="") | Q(decision__isnull=False), name="recon_match_rule_or_decision"
             ),
+        ]
+        indexes = [
+            # The matches that keep a break open (breaks_sync reads them on every run).
+            models.Index(
+                fields=["source", "result"],
+                condition=Q(state="ACTIVE", result__in=["AMOUNT_MISMATCH", "FEE_MISMATCH", "DUPLICATE"]),
+                name="recon_match_open_differences",
+            ),
+            models.Index(fields=["decision"], condition=Q(decision__isnull=False), name="recon_match_decision"),
         ]
 
     def __str__(self) -> str:
@@ -357,7 +402,8 @@ class ReconciliationBreak(models.Model):
 
     public_id = models.CharField(max_length=32)  # rb_...
     item = models.ForeignKey(ReconciliationItem, on_delete=models.PROTECT, related_name="breaks")
-    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="breaks")
+    # Indexed through recon_break_queue (source first).
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="breaks", db_index=False)
     break_type = models.CharField(max_length=20, choices=MatchStatus.choices)
     amount_minor = models.BigIntegerField()  # the amount at stake (the item's, or the delta of a mismatch)
     currency = models.CharField(max_length=3)
@@ -368,8 +414,9 @@ class ReconciliationBreak(models.Model):
     status = FSMField(default=BreakStatus.OPEN, choices=BreakStatus.choices, protected=True)
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Indexed only where set (recon_break_closed_by_match).
     closed_by_match = models.ForeignKey(ReconciliationMatch, on_delete=models.PROTECT, null=True, blank=True,
-                                        related_name="closed_breaks")  # fmt: skip
+                                        related_name="closed_breaks", db_index=False)  # fmt: skip
     closing_note = models.CharField(max_length=200, blank=True)
     version = models.PositiveIntegerField(default=1)
 
@@ -377,6 +424,7 @@ class ReconciliationBreak(models.Model):
         permissions = [
             ("propose_recon_decision", "Can propose a reconciliation decision"),
             ("decide_recon_decision", "Can decide a reconciliation decision"),
+            ("export_reconciliationbreak", "Can export the reconciliation break queue"),
         ]
         default_permissions = ("view",)
         constraints = [
@@ -386,7 +434,14 @@ class ReconciliationBreak(models.Model):
                 fields=["item"], condition=~Q(status="CLOSED"), name="recon_break_one_open_per_item"
             ),
         ]
-        indexes = [models.Index(fields=["source", "status", "business_date"], name="recon_break_queue")]
+        indexes = [
+            models.Index(fields=["source", "status", "business_date"], name="recon_break_queue"),
+            models.Index(
+                fields=["closed_by_match"],
+                condition=Q(closed_by_match__isnull=False),
+                name="recon_break_closed_by_match",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.break_type} {self.status}"

@@ -14,8 +14,7 @@ from django.db import connection
 
 from reconciliation.models import MatchStatus
 
-# Statuses of an item no match explains yet: what a run loads, and what the item check constraint
-# requires of an item without a match.
+# Statuses of an item no match explains yet (an open item; see reconciliation.selectors.items).
 UNMATCHED_STATES = (MatchStatus.UNMATCHED, MatchStatus.UNMATCHED_EXTERNAL, MatchStatus.UNMATCHED_INTERNAL)
 
 # Advisory lock classes (the two-integer form; the audit chain uses the one-bigint form, a separate
@@ -86,3 +85,34 @@ def item_statistics_refresh(new_items: int) -> None:
     if new_items >= ANALYZE_AFTER_ITEMS:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE reconciliation_reconciliationitem")
+            cursor.execute("ANALYZE reconciliation_reconciliationopenitem")
+
+
+@contextmanager
+def index_walk_only() -> Iterator[None]:
+    """For the statements inside: no sequential scan of a table, no hash or merge join, so the plan
+    walks indexes from the rows asked for (a source's open items, a file's lines) and fetches each
+    row by key. What such a statement costs then grows with the rows it is about, never with the
+    item table's history; and it does not depend on statistics, which lag behind a table that just
+    grew or shrank by a million rows. Transaction-local settings, put back after the block succeeds;
+    after a failure the transaction (or savepoint) rolls back, and the settings with it."""
+    names = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in names))
+        before = cursor.fetchone()
+        cursor.execute("SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in names))
+    yield  # on an error nothing is put back: the failed transaction would refuse it and hide the error
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in names), list(before))
+
+
+def open_items_add_for_file(file) -> int:
+    """Every item of a statement file just loaded becomes an open item of its source (the next run's
+    work); in the loading transaction, one statement, by the file's line index."""
+    with index_walk_only(), connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)
+               SELECT %s, id FROM reconciliation_reconciliationitem WHERE statement_file_id = %s""",
+            [file.source_id, file.pk],
+        )
+        return cursor.rowcount

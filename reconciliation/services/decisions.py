@@ -8,10 +8,13 @@ one ReconciliationManualDecision naming the maker, the checker and the request, 
 - a match decision (accept exact or tolerance match, manual many-to-one or one-to-many) makes a
   MANUAL_MATCHED match of the chosen items and lets breaks_sync close the breaks it explains;
 - a classification (timing, provider fee or bank fee difference, duplicate external record,
-  unrecoverable) closes the break through its state machine, naming the decision;
+  unrecoverable) explains the break's item with a match of the decision's own (TIMING_DIFFERENCE for
+  a timing difference, MANUAL_MATCHED otherwise; a difference match the item was in is replaced by
+  one with the same items), so no later run offers the item again or reopens its break, and closes
+  the break through its state machine, naming the decision and that match;
 - sending to provider investigation keeps the break open and hands it to payment operations;
 - a correction posts its journal through the ledger's posting rules (once: the key derives from
-  the request) and closes the break naming the journal.
+  the request), explains the item as a classification does, and closes the break naming the journal.
 
 The target of every decision is the break and its version: a break that changed (closed by a run,
 or decided otherwise) since the request makes the request fail STALE_TARGET at execution.
@@ -34,11 +37,15 @@ from reconciliation.models import (
     BreakStatus,
     DecisionType,
     ItemSide,
+    MatchStatus,
     ReconciliationBreak,
     ReconciliationItem,
     ReconciliationManualDecision,
+    ReconciliationMatch,
+    ReconciliationMatchItem,
+    ReconciliationOpenItem,
 )
-from reconciliation.services.breaks import breaks_sync
+from reconciliation.services.breaks import DIFFERENCES, breaks_sync
 from reconciliation.services.matching import match_manual
 
 MATCH_DECISIONS = (
@@ -59,6 +66,7 @@ class MatchPlan:
     external: tuple[ReconciliationItem, ...]
     internal: tuple[ReconciliationItem, ...]
     currency: str
+    replacing: ReconciliationMatch | None = None  # the difference match these very items are in
 
     @property
     def delta_minor(self) -> int:
@@ -91,7 +99,15 @@ def match_plan(*, rb: ReconciliationBreak, decision_type: str, item_ids: list[in
     if len(items) != len(ids):
         raise ValidationFailed("some chosen items do not exist or belong to another source")
     items.append(rb.item)
-    taken = [i.pk for i in items if i.match_id is not None]
+    replacing = _difference_of(rb)
+    if replacing is not None and _members(replacing) != sorted(i.pk for i in items):
+        replacing = None  # other items than the difference pairs: only open items can be chosen
+    still_open = set(
+        ReconciliationOpenItem.objects.filter(source_id=rb.source_id, item_id__in=[i.pk for i in items]).values_list(
+            "item_id", flat=True
+        )
+    )
+    taken = [] if replacing is not None else [i.pk for i in items if i.pk not in still_open]
     if taken:
         raise ValidationFailed(f"item(s) {', '.join(map(str, taken))} are matched already")
     currencies = {i.currency for i in items}
@@ -101,6 +117,7 @@ def match_plan(*, rb: ReconciliationBreak, decision_type: str, item_ids: list[in
         external=tuple(i for i in items if i.side == ItemSide.EXTERNAL),
         internal=tuple(i for i in items if i.side == ItemSide.INTERNAL),
         currency=currencies.pop(),
+        replacing=replacing,
     )
     if not plan.external or not plan.internal:
         raise ValidationFailed("a match pairs external lines with internal movements: both sides are needed")
@@ -116,6 +133,39 @@ def match_plan(*, rb: ReconciliationBreak, decision_type: str, item_ids: list[in
     if decision_type == DecisionType.ACCEPT_TOLERANCE_MATCH and plan.delta_minor == 0:
         raise ValidationFailed("the amounts are equal: accept it as an exact match")
     return plan
+
+
+def _active_match(item_id: int) -> ReconciliationMatch | None:
+    membership = ReconciliationMatchItem.objects.filter(item_id=item_id, active=True).select_related("match").first()
+    return membership.match if membership is not None else None
+
+
+def _difference_of(rb: ReconciliationBreak) -> ReconciliationMatch | None:
+    """The active match keeping the break's item a difference (amount, fee, duplicate), if any."""
+    match = _active_match(rb.item_id)
+    return match if match is not None and match.result in DIFFERENCES else None
+
+
+def _members(match: ReconciliationMatch) -> list[int]:
+    return sorted(ReconciliationMatchItem.objects.filter(match=match, active=True).values_list("item_id", flat=True))
+
+
+def _explain(rb: ReconciliationBreak, decision: ReconciliationManualDecision, *, result: str, actor: Actor,
+             now: dt.datetime) -> ReconciliationMatch:  # fmt: skip
+    """A match of the decision's own explaining the break's item: the item alone when it is open, or
+    the items of the difference match it is in, which the new match replaces."""
+    replacing = _difference_of(rb)
+    if replacing is not None:
+        members = ReconciliationMatchItem.objects.filter(match=replacing, active=True)
+        sides = dict(members.values_list("item_id", "external"))
+        external = [pk for pk, is_external in sides.items() if is_external]
+        internal = [pk for pk, is_external in sides.items() if not is_external]
+    elif rb.item.side == ItemSide.EXTERNAL:
+        external, internal = [rb.item_id], []
+    else:
+        external, internal = [], [rb.item_id]
+    return match_manual(source=rb.source, external_ids=external, internal_ids=internal, decision=decision,
+                        actor=actor, now=now, result=result, replacing=replacing)  # fmt: skip
 
 
 def _record(rb: ReconciliationBreak, request, *, decision_type: str, delta_minor: int, currency: str,
@@ -134,10 +184,10 @@ def _check_version(rb: ReconciliationBreak, expected: str | None) -> None:
         raise StaleTarget(f"break {rb.public_id} changed since the request (version {expected}, now {rb.version})")
 
 
-def _close(rb: ReconciliationBreak, *, now: dt.datetime, note: str) -> None:
+def _close(rb: ReconciliationBreak, *, now: dt.datetime, note: str, match: ReconciliationMatch) -> None:
     rb.close()
-    rb.closed_at, rb.closing_note, rb.version = now, note[:200], rb.version + 1
-    rb.save(update_fields=["status", "closed_at", "closing_note", "version"])
+    rb.closed_at, rb.closing_note, rb.closed_by_match, rb.version = now, note[:200], match, rb.version + 1
+    rb.save(update_fields=["status", "closed_at", "closing_note", "closed_by_match", "version"])
 
 
 def _audit(rb: ReconciliationBreak, decision: ReconciliationManualDecision, request, *, actor: Actor,
@@ -161,7 +211,7 @@ def decision_match(*, request, actor: Actor, now: dt.datetime, expected_version:
                            currency=plan.currency, actor=actor, now=now)  # fmt: skip
         match = match_manual(source=rb.source, external_ids=[i.pk for i in plan.external],
                              internal_ids=[i.pk for i in plan.internal], decision=decision, actor=actor,
-                             now=now)  # fmt: skip
+                             now=now, replacing=plan.replacing)  # fmt: skip
         synced = breaks_sync(source=rb.source, actor=actor, now=now)
         after = {"match": match.public_id, "delta_minor": plan.delta_minor, "breaks_closed": synced.closed}
         _audit(rb, decision, request, actor=actor, now=now, after=after)
@@ -183,9 +233,15 @@ def decision_classify(*, request, actor: Actor, now: dt.datetime, expected_versi
         if kind == DecisionType.PROVIDER_INVESTIGATION:
             rb.owner_team, rb.version = INVESTIGATING_TEAM, rb.version + 1
             rb.save(update_fields=["owner_team", "version"])
+            after = {"status": rb.status, "owner_team": rb.owner_team}
         else:
-            _close(rb, now=now, note=f"{DecisionType(kind).label} ({decision.public_id})")
-        _audit(rb, decision, request, actor=actor, now=now, after={"status": rb.status, "owner_team": rb.owner_team})
+            result = (
+                MatchStatus.TIMING_DIFFERENCE if kind == DecisionType.TIMING_DIFFERENCE else MatchStatus.MANUAL_MATCHED
+            )
+            match = _explain(rb, decision, result=result, actor=actor, now=now)
+            _close(rb, now=now, note=f"{DecisionType(kind).label} ({decision.public_id})", match=match)
+            after = {"status": rb.status, "owner_team": rb.owner_team, "match": match.public_id}
+        _audit(rb, decision, request, actor=actor, now=now, after=after)
     return {"reconciliation_decision": decision.public_id}
 
 
@@ -206,6 +262,8 @@ def decision_correct(*, request, actor: Actor, now: dt.datetime, expected_versio
         decision = _record(rb, request, decision_type=DecisionType.CORRECTION_PROPOSAL,
                            delta_minor=payload["amount_minor"], currency=rb.currency, actor=actor, now=now,
                            journal_ref=journal.public_id)  # fmt: skip
-        _close(rb, now=now, note=f"corrected by {journal.public_id} ({decision.public_id})")
-        _audit(rb, decision, request, actor=actor, now=now, after={"ledger_journal": journal.public_id})
+        match = _explain(rb, decision, result=MatchStatus.MANUAL_MATCHED, actor=actor, now=now)
+        _close(rb, now=now, note=f"corrected by {journal.public_id} ({decision.public_id})", match=match)
+        _audit(rb, decision, request, actor=actor, now=now,
+               after={"ledger_journal": journal.public_id, "match": match.public_id})  # fmt: skip
     return {"reconciliation_decision": decision.public_id, "ledger_journal": journal.public_id}

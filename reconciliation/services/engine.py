@@ -54,7 +54,6 @@ class Item:
     reference: str
     keys: tuple[str, ...]  # reference keys, the reference first
     batch_keys: tuple[str, ...]  # external: keys naming its batch; internal: its batch_id
-    status: str  # UNMATCHED, UNMATCHED_EXTERNAL or UNMATCHED_INTERNAL
     has_gross: bool = False  # external: the line states a gross (compare is it)
     taken: bool = False
 

@@ -118,17 +118,20 @@ SELECT 'ledger_journal', s.public_id, 'SETTLEMENT', s.net, s.currency, s.gross, 
 _MAP = "m AS (SELECT * FROM unnest(%(originals)s::text[], %(pseudonyms)s::text[]) AS m(original, pseudonym))"
 _CARD_SHAPED = r"[0-9]([ -]?[0-9]){12}"
 
+# New items are open items too (the next run's work), in the same statement.
 _INSERT = """
-WITH {map}, moves AS ({moves})
-INSERT INTO reconciliation_reconciliationitem
-       (side, source_id, statement_file_id, line_no, internal_type, internal_id, kind, amount_minor, currency,
-        gross_minor, fee_minor, net_minor, value_date, reference, "references", counterparty, description, batch_id,
-        reversal, match_status, created_at)
-SELECT 'INTERNAL', %(source)s, NULL, NULL, internal_type, internal_id, kind, amount_minor, currency, gross_minor,
-       fee_minor, net_minor, value_date, LEFT({reference}, 140), refs, '', description, batch_id, false, 'UNMATCHED',
-       %(now)s
-  FROM moves
-ON CONFLICT (source_id, internal_type, internal_id, kind) WHERE side = 'INTERNAL' DO NOTHING
+WITH {map}, moves AS ({moves}), created AS (
+    INSERT INTO reconciliation_reconciliationitem
+           (side, source_id, statement_file_id, line_no, internal_type, internal_id, kind, amount_minor, currency,
+            gross_minor, fee_minor, net_minor, value_date, reference, "references", counterparty, description,
+            batch_id, reversal, created_at)
+    SELECT 'INTERNAL', %(source)s, NULL, NULL, internal_type, internal_id, kind, amount_minor, currency, gross_minor,
+           fee_minor, net_minor, value_date, LEFT({reference}, 140), refs, '', description, batch_id, false, %(now)s
+      FROM moves
+    ON CONFLICT (source_id, internal_type, internal_id, kind) WHERE side = 'INTERNAL' DO NOTHING
+    RETURNING id
+)
+INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id) SELECT %(source)s, id FROM created
 """
 
 _CANDIDATES = """

@@ -46,7 +46,13 @@ from reconciliation.models import (
 )
 from reconciliation.parsers import StatementParseError, parser_for
 from reconciliation.services.cardlike import pseudonymise_bytes, pseudonymise_text
-from reconciliation.services.common import LOCK_FILE_IMPORT, item_statistics_refresh, public_ids, raw_cursor
+from reconciliation.services.common import (
+    LOCK_FILE_IMPORT,
+    item_statistics_refresh,
+    open_items_add_for_file,
+    public_ids,
+    raw_cursor,
+)
 from reconciliation.services.statement_load import (
     COPY_ITEMS,
     SplitRefused,
@@ -240,6 +246,7 @@ def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime
                         progress(written, max(written, parsed.estimated_lines))
             summary = parsed.summary
             assert summary is not None and summary.line_count == written, "every parsed line is written"
+            open_items_add_for_file(file)
             file = StatementFile.objects.select_for_update(of=("self",)).select_related("source").get(pk=file.pk)
             _record_statement(file, summary)
             file.imported_count = written

@@ -1,18 +1,15 @@
 """Reconciliation runs, and undoing or making a match by hand.
 
 A run (reconciliation_run) takes the source's matching lock (a transaction-scoped advisory lock
-keyed by the source), loads every item of the source no match explains (UNMATCHED, and the
-UNMATCHED_EXTERNAL / UNMATCHED_INTERNAL an earlier run left: a capture recorded today must still
-find the line left unmatched yesterday), pairs them in memory (reconciliation.services.engine) with
-the active rules in position order, then writes the result set-based: the matches with COPY, the
-items' new match and status with COPY into a temporary table and one UPDATE ... FROM that only
-touches items still without a match (compare-and-set). If that UPDATE finds fewer items than it
-was given, another writer got there first and the whole run rolls back. Then breaks_sync makes the
-breaks agree with the items, and one audit event records the run.
-
-Why the item's match status is not a state machine field: a run sets it for up to a million rows
-in one statement, under the run's lock and with compare-and-set; the item check constraint keeps
-status and match consistent whoever writes (docs/adr/0007-reconciliation-matching.md).
+keyed by the source), loads the source's open items (ReconciliationOpenItem: every item no match
+explains, new or left over by earlier runs: a capture recorded today must still find the line left
+unmatched yesterday), pairs them in memory (reconciliation.services.engine) with the active rules in
+position order, then writes the result set-based: the matches with COPY; the taken items leave the
+open items in one DELETE that must remove exactly the items the run took (compare-and-set: fewer
+means another writer got there first, and the whole run rolls back); their memberships go in with
+COPY, under a unique index that allows an item one active match whoever writes. The items
+themselves are never rewritten. Then breaks_sync opens breaks for what is left, closes what is now
+explained, and one audit event records the run (docs/adr/0007-reconciliation-matching.md).
 """
 
 from __future__ import annotations
@@ -39,15 +36,16 @@ from reconciliation.models import (
     ReconciliationItem,
     ReconciliationManualDecision,
     ReconciliationMatch,
+    ReconciliationMatchItem,
     ReconciliationRule,
     ReconciliationRun,
     ReconciliationSource,
     RunStatus,
 )
 from reconciliation.services.common import (
-    UNMATCHED_STATES,
     copy_text,
     gc_paused,
+    index_walk_only,
     lock_source_for_matching,
     public_ids,
     raw_cursor,
@@ -87,12 +85,16 @@ COPY (
            CASE WHEN i.side = 'EXTERNAL' THEN (i."references" WITHOUT_BATCH_KEYS)::text ELSE '' END,
            CASE WHEN i.side = 'EXTERNAL'
                 THEN concat_ws(E'\\x1f', NULLIF(i.batch_id, ''), BATCH_KEY_SQL, NULLIF(i.reference, ''))
-                ELSE i.batch_id END,
-           i.match_status
-      FROM reconciliation_reconciliationitem i
-     WHERE i.source_id = %s AND i.match_status IN ('UNMATCHED', 'UNMATCHED_EXTERNAL', 'UNMATCHED_INTERNAL')
+                ELSE i.batch_id END
+      FROM reconciliation_reconciliationopenitem o
+      JOIN reconciliation_reconciliationitem i ON i.id = o.item_id
+     WHERE o.source_id = %s
 ) TO STDOUT
 """.replace("WITHOUT_BATCH_KEYS", _WITHOUT_BATCH_KEYS).replace("BATCH_KEY_SQL", _BATCH_KEY_SQL)
+
+
+def _date(day: int) -> dt.date:
+    return _EPOCH + dt.timedelta(days=day)
 
 
 def _int_or_none(text: str) -> int | None:
@@ -118,10 +120,11 @@ def _keys(joined: str) -> tuple[str, ...]:
 def _load_items(source_id: int) -> list[Item]:
     items: list[Item] = []
     append = items.append
-    with raw_cursor() as cursor, cursor.copy(_LOAD, [source_id]) as copy:
+    # The source's open items by their key, each item fetched by its own: never the whole item table.
+    with index_walk_only(), raw_cursor() as cursor, cursor.copy(_LOAD, [source_id]) as copy:
         for block in copy:  # one row at a time, never the whole result in one buffer
             row = str(block, "utf-8")
-            (id_, side, amount, gross, fee, currency, day, reference, references, batch, status) = row[:-1].split("\t")
+            (id_, side, amount, gross, fee, currency, day, reference, references, batch) = row[:-1].split("\t")
             amount_minor = int(amount)
             if "\\" in reference:
                 reference = _unescape(reference)
@@ -133,10 +136,10 @@ def _load_items(source_id: int) -> list[Item]:
                     keys += extra
                 compare = amount_minor if gross_minor is None else gross_minor
                 append(Item(int(id_), True, amount_minor, compare, currency, _int_or_none(fee), int(day), reference,
-                            keys, _keys(batch), status, gross_minor is not None))  # fmt: skip
+                            keys, _keys(batch), gross_minor is not None))  # fmt: skip
             else:
                 append(Item(int(id_), False, amount_minor, amount_minor, currency, _int_or_none(fee), int(day),
-                            reference, keys, _keys(batch), status, False))  # fmt: skip
+                            reference, keys, _keys(batch), False))  # fmt: skip
     return items
 
 
@@ -158,9 +161,9 @@ def _earlier_originals(source_id: int, leftovers: list[Item]) -> dict[tuple[str,
             """SELECT DISTINCT ON (i.reference, i.amount_minor, i.currency) i.reference, i.amount_minor, i.currency,
                       m.public_id
                  FROM reconciliation_reconciliationitem i
-                 JOIN reconciliation_reconciliationmatch m ON m.id = i.match_id
-                WHERE i.source_id = %s AND i.side = 'EXTERNAL' AND i.match_id IS NOT NULL
-                  AND i.match_status <> 'DUPLICATE' AND i.reference = ANY(%s)
+                 JOIN reconciliation_reconciliationmatchitem mi ON mi.item_id = i.id AND mi.active
+                 JOIN reconciliation_reconciliationmatch m ON m.id = mi.match_id
+                WHERE i.source_id = %s AND i.side = 'EXTERNAL' AND m.result <> 'DUPLICATE' AND i.reference = ANY(%s)
                 ORDER BY i.reference, i.amount_minor, i.currency, i.id""",
             [source_id, references],
         )
@@ -177,6 +180,7 @@ _MATCH_COLUMNS = (
 
 
 _COPY_MATCHES = f"COPY reconciliation_reconciliationmatch ({', '.join(_MATCH_COLUMNS)}) FROM STDIN"
+_COPY_MEMBERSHIPS = "COPY reconciliation_reconciliationmatchitem (match_id, item_id, external, active) FROM STDIN"
 
 
 def _reserve_match_ids(n: int) -> list[int]:
@@ -191,113 +195,97 @@ def _reserve_match_ids(n: int) -> list[int]:
 
 
 def _write(
-    source: ReconciliationSource, run: ReconciliationRun | None, matches: list[Match], leftovers: Iterable[Item],
-    *, now: dt.datetime,
+    source: ReconciliationSource, run: ReconciliationRun | None, matches: list[Match], *, now: dt.datetime,
+    timings: dict | None = None,
 ) -> int:  # fmt: skip
-    """Write the matches and every item's new status; returns the items updated. Raises
-    ItemsAlreadyMatched (the caller's transaction must roll back) if any item was matched meanwhile."""
-    ids = _reserve_match_ids(len(matches)) if matches else []
-    names = public_ids("rm", len(matches)) if matches else []
+    """Write the matches and their memberships and take their items off the open items; returns the
+    items taken. Raises ItemsAlreadyMatched (the caller's transaction must roll back) if any item
+    was taken meanwhile."""
+    if not matches:
+        return 0
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        if timings is not None:
+            moment = time.monotonic()
+            timings[f"write.{name}"] = round(moment - clock, 3)
+            clock = moment
+
+    ids = _reserve_match_ids(len(matches))
+    names = public_ids("rm", len(matches))
     db_id: dict[int, int] = {}
     public: dict[int, str] = {}
     for match, pk, name in zip(matches, ids, names, strict=True):
         db_id[id(match)], public[id(match)] = pk, name
     created = now.isoformat()
     run_id = str(run.pk) if run is not None else "\\N"
+    # In item id order: the DELETE and the index insertions then walk their indexes front to back.
+    taken = sorted((item.id, db_id[id(match)], item.external) for match in matches for item in match.items)
+    lap("prepare")
     with raw_cursor() as cursor:
-        if matches:
-            with cursor.copy(_COPY_MATCHES) as copy:
-                buffer = []
-                for match in matches:
-                    if match.rule is not None:
-                        code, version = match.rule.code, match.rule.version
-                    else:
-                        code, version = DUPLICATE_RULE
-                    tolerance = match.tolerance
-                    if match.duplicate_of is not None:
-                        original = match.duplicate_of
-                        tolerance = {"duplicate_of": original if isinstance(original, str) else public[id(original)]}
-                    buffer.append(
-                        f"{db_id[id(match)]}\t{public[id(match)]}\t{source.pk}\t{run_id}\t{copy_text(code)}\t{version}\t"
-                        f"\\N\t{match.shape}\t{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t"
-                        f"{copy_text(json.dumps(tolerance, separators=(',', ':')))}\t{MatchState.ACTIVE}\t{created}\t"
-                        f"\\N\t\n"
-                    )
-                    if len(buffer) >= 10_000:
-                        copy.write("".join(buffer).encode())
-                        buffer.clear()
-                copy.write("".join(buffer).encode())
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.recon_assign")
-        cursor.execute(
-            "CREATE TEMPORARY TABLE recon_assign (id bigint, match_id bigint, status varchar(20),"
-            " free boolean NOT NULL DEFAULT true) ON COMMIT DROP"
-        )
-        # In item id order, which is (nearly) the order of the rows on disk: the UPDATE then reads and
-        # rewrites the table front to back instead of jumping (measured: 2.4 times faster).
-        assignments = [(item.id, db_id[id(match)], match.result) for match in matches for item in match.items]
-        assignments.extend(
-            (item.id, _NULL, MatchStatus.UNMATCHED_EXTERNAL if item.external else MatchStatus.UNMATCHED_INTERNAL)
-            for item in leftovers
-            if item.status == MatchStatus.UNMATCHED
-        )
-        assignments.sort()
-        assigned = len(assignments)
-        with cursor.copy("COPY recon_assign (id, match_id, status) FROM STDIN") as copy:
-            for start in range(0, assigned, 50_000):
-                copy.write("".join([
-                    f"{item_id}\t{match_pk}\t{status}\n"
-                    for item_id, match_pk, status in assignments[start : start + 50_000]
-                ]).encode())  # fmt: skip
-        if not assigned:
-            return 0
-        cursor.execute("ANALYZE recon_assign")
-        # Compare-and-set: only items still without a match take the run's result.
-        #
-        # The plan is fixed: the assignments (in id order) drive, each item is fetched through the
-        # primary key. The item's conditions are compared with the assignment's `free` (always true),
-        # so they are checked on the fetched row and never estimated on the item table alone (a table
-        # that just grew by a million rows has no statistics yet, and looks empty to the planner);
-        # hash, merge and materialised joins are off for this one statement. Any other plan grows
-        # with the source's history (hashing all its items), scrambles the order (a hash join's
-        # batches), or rescans the assignments once per item.
-        cursor.execute(
-            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'),"
-            " current_setting('enable_material')"
-        )
-        before = cursor.fetchone()
-        cursor.execute(
-            "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
-            " set_config('enable_material', 'off', true)"
-        )
-        cursor.execute(
-            """UPDATE reconciliation_reconciliationitem i SET match_id = a.match_id, match_status = a.status
-                 FROM recon_assign a
-                WHERE i.id = a.id
-                  AND a.free = (i.source_id = %s AND i.match_id IS NULL
-                                AND i.match_status IN ('UNMATCHED', 'UNMATCHED_EXTERNAL', 'UNMATCHED_INTERNAL'))""",
-            [source.pk],
-        )
-        updated = cursor.rowcount
-        cursor.execute(
-            "SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true),"
-            " set_config('enable_material', %s, true)",
-            list(before),
-        )
-        if updated != assigned:
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.recon_taken")
+        cursor.execute("CREATE TEMPORARY TABLE recon_taken (item_id bigint PRIMARY KEY) ON COMMIT DROP")
+        with cursor.copy("COPY recon_taken (item_id) FROM STDIN") as copy:
+            for start in range(0, len(taken), 100_000):
+                copy.write("".join([f"{row[0]}\n" for row in taken[start : start + 100_000]]).encode())
+        cursor.execute("ANALYZE recon_taken")
+        # Compare-and-set: the run takes an item by removing it from the open items. An item another
+        # writer took since the run read it is not there any more, and the count falls short.
+        with index_walk_only():
+            cursor.execute(
+                """DELETE FROM reconciliation_reconciliationopenitem o USING recon_taken t
+                    WHERE o.source_id = %s AND o.item_id = t.item_id""",
+                [source.pk],
+            )
+        lap("take_open_items")
+        if cursor.rowcount != len(taken):
             raise ItemsAlreadyMatched(
-                f"{assigned - updated} of the {assigned} items of this run were matched meanwhile; "
+                f"{len(taken) - cursor.rowcount} of the {len(taken)} items of this run were matched meanwhile; "
                 "the run is rolled back"
             )
-        return assigned
+        with cursor.copy(_COPY_MATCHES) as copy:
+            buffer = []
+            for match in matches:
+                if match.rule is not None:
+                    code, version = match.rule.code, match.rule.version
+                else:
+                    code, version = DUPLICATE_RULE
+                tolerance = match.tolerance
+                if match.duplicate_of is not None:
+                    original = match.duplicate_of
+                    tolerance = {"duplicate_of": original if isinstance(original, str) else public[id(original)]}
+                buffer.append(
+                    f"{db_id[id(match)]}\t{public[id(match)]}\t{source.pk}\t{run_id}\t{copy_text(code)}\t{version}\t"
+                    f"\\N\t{match.shape}\t{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t"
+                    f"{copy_text(json.dumps(tolerance, separators=(',', ':')))}\t{MatchState.ACTIVE}\t{created}\t"
+                    f"\\N\t\n"
+                )
+                if len(buffer) >= 10_000:
+                    copy.write("".join(buffer).encode())
+                    buffer.clear()
+            copy.write("".join(buffer).encode())
+        lap("copy_matches")
+        # The unique index on an item's active membership is the database's own guard: a writer that
+        # ignored the open items still cannot give an item a second active match.
+        with cursor.copy(_COPY_MEMBERSHIPS) as copy:
+            for start in range(0, len(taken), 100_000):
+                copy.write("".join([
+                    f"{match_pk}\t{item_id}\t{'t' if external else 'f'}\tt\n"
+                    for item_id, match_pk, external in taken[start : start + 100_000]
+                ]).encode())  # fmt: skip
+        lap("copy_memberships")
+        return len(taken)
 
 
 # --- the run ---------------------------------------------------------------------------------------------
 
 
-def _breaks_sync(*, source: ReconciliationSource, run: ReconciliationRun | None, actor: Actor, now: dt.datetime):
+def _breaks_sync(*, source: ReconciliationSource, run: ReconciliationRun | None, actor: Actor, now: dt.datetime,
+                 left: Iterable[tuple[int, bool, int, str, dt.date]] = ()):  # fmt: skip
     from reconciliation.services.breaks import breaks_sync
 
-    return breaks_sync(source=source, run=run, actor=actor, now=now)
+    return breaks_sync(source=source, run=run, actor=actor, now=now, left=left)
 
 
 def reconciliation_run(
@@ -349,9 +337,10 @@ def reconciliation_run(
                 mark = lap("duplicates", mark)
                 now = now_fn()
                 left = [i for i in items if not i.taken]
-                _write(source, run, matches, left, now=now)
+                _write(source, run, matches, now=now, timings=timings)
                 mark = lap("write", mark)
-            synced = _breaks_sync(source=source, run=run, actor=actor, now=now)
+                unexplained = [(i.id, i.external, i.amount, i.currency, _date(i.day)) for i in left]
+            synced = _breaks_sync(source=source, run=run, actor=actor, now=now, left=unexplained)
             mark = lap("breaks", mark)
             results: dict[str, int] = {}
             for match in matches:
@@ -407,8 +396,8 @@ def match_undo(
     *, match_id: str, actor: Actor, now: dt.datetime, reason_text: str, approval_ref: str = ""
 ) -> ReconciliationMatch:
     """Undo an ACTIVE match (the unmatch): the match goes ACTIVE -> UNMATCHED by its state machine (the
-    row is kept, with who and when), its items go back to UNMATCHED_EXTERNAL / UNMATCHED_INTERNAL with
-    no match, and breaks_sync reopens their breaks. Serialised with runs by the source's matching lock.
+    row is kept, with who and when, and so are its memberships, made inactive), its items become open
+    items again, and breaks_sync opens their breaks. Serialised with runs by the source's matching lock.
     Raises NotFound, ValidationFailed (no reason), IllegalTransition (already undone); refusals audited."""
     try:
         if not (reason_text or "").strip():
@@ -425,17 +414,19 @@ def match_undo(
             match.unmatch()
             match.unmatched_at, match.unmatched_by = now, actor.label
             match.save(update_fields=["state", "unmatched_at", "unmatched_by"])
+            released = _memberships_undo(match)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    """UPDATE reconciliation_reconciliationitem
-                          SET match_id = NULL,
-                              match_status = CASE side WHEN 'EXTERNAL' THEN 'UNMATCHED_EXTERNAL'
-                                                       ELSE 'UNMATCHED_INTERNAL' END
-                        WHERE match_id = %s""",
-                    [match.pk],
+                    """INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)
+                       SELECT %s, unnest(%s::bigint[])""",
+                    [match.source_id, sorted(released)],
                 )
-                released = cursor.rowcount
-            synced = _breaks_sync(source=match.source, run=None, actor=actor, now=now)
+            rows = ReconciliationItem.objects.filter(pk__in=released).values_list(
+                "id", "side", "amount_minor", "currency", "value_date"
+            )
+            left = [(pk, side == ItemSide.EXTERNAL, amount, currency, day) for pk, side, amount, currency, day in rows]
+            synced = _breaks_sync(source=match.source, run=None, actor=actor, now=now, left=left)
+            released = len(released)
             audit_record(
                 event_type="reconciliation.match_undone", actor=actor, action_type="UNMATCH_RECONCILIATION",
                 target_type="reconciliation_match", target_id=match.public_id, reason_text=reason_text,
@@ -455,6 +446,18 @@ def match_undo(
         raise
 
 
+def _memberships_undo(match: ReconciliationMatch) -> list[int]:
+    """The match's memberships become inactive (kept: the match still shows what it grouped); returns
+    the items released."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE reconciliation_reconciliationmatchitem SET active = false WHERE match_id = %s AND active"
+            " RETURNING item_id",
+            [match.pk],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
 def _shape(externals: int, internals: int) -> str:
     if externals <= 1 and internals <= 1:
         return MatchShape.ONE_TO_ONE
@@ -468,15 +471,19 @@ def _shape(externals: int, internals: int) -> str:
 def match_manual(
     *, source: ReconciliationSource, external_ids: list[int], internal_ids: list[int],
     decision: ReconciliationManualDecision, actor: Actor, now: dt.datetime,
+    result: str = MatchStatus.MANUAL_MATCHED, replacing: ReconciliationMatch | None = None,
 ) -> ReconciliationMatch:  # fmt: skip
-    """A MANUAL_MATCHED match of the given items (item primary keys), made by an approved decision.
+    """A match of the given items (item primary keys) made by an approved decision: MANUAL_MATCHED, or
+    TIMING_DIFFERENCE for a timing classification. A classification explains one item on its own,
+    so the item is never offered to a run again and its break stays closed.
 
-    The items must belong to `source`, be on the side named, share one currency and be unmatched;
-    they are locked in id order under the source's matching lock and taken by compare-and-set.
+    The items must belong to `source`, be on the side named, share one currency and be open items,
+    except with `replacing`: an active match with exactly these items (a difference a decision
+    accepts), which is undone in the same transaction and whose items pass straight to the new match.
+    Items are taken off the open items under the source's matching lock (compare-and-set).
     Raises ItemsAlreadyMatched (a StaleTarget) if any is matched already, ValidationFailed for items
     that are not the source's, not on that side, or in several currencies. The decision's breaks are
-    the caller's to close (it closes them with the decision); the next run's breaks_sync would too.
-    Audited, refusals too."""
+    the caller's to close (it closes them with the decision). Audited, refusals too."""
     external_ids, internal_ids = sorted(set(map(int, external_ids))), sorted(set(map(int, internal_ids)))
     try:
         if not external_ids and not internal_ids:
@@ -485,13 +492,12 @@ def match_manual(
             raise ValidationFailed("an item is on one side only")
         if decision is None:
             raise ValidationFailed("a manual match is made by a decision")
+        if result not in (MatchStatus.MANUAL_MATCHED, MatchStatus.TIMING_DIFFERENCE):
+            raise ValidationFailed(f"a decision explains items; {result} is not an explanation")
         with transaction.atomic():
             lock_source_for_matching(source.pk)
-            wanted = external_ids + internal_ids
-            items = {
-                item.pk: item
-                for item in ReconciliationItem.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
-            }
+            wanted = sorted(external_ids + internal_ids)
+            items = {item.pk: item for item in ReconciliationItem.objects.filter(pk__in=wanted)}
             missing = sorted(set(wanted) - set(items))
             if missing:
                 raise ValidationFailed(f"no reconciliation items {missing}")
@@ -501,33 +507,34 @@ def match_manual(
                     raise ValidationFailed(f"item {pk} belongs to another source")
                 if item.side != side:
                     raise ValidationFailed(f"item {pk} is {item.side}, not {side}")
-            taken = sorted(pk for pk, item in items.items() if item.match_id is not None)
-            if taken:
-                raise ItemsAlreadyMatched(f"items {taken} are matched already")
             currencies = {item.currency for item in items.values()}
             if len(currencies) != 1:
                 raise ValidationFailed(f"the items are in several currencies ({', '.join(sorted(currencies))})")
+            if replacing is not None:
+                _replace(replacing, wanted, actor=actor, now=now)
+            else:
+                _take_open(source, wanted)
             external_total = sum(items[pk].amount_minor for pk in external_ids)
             delta = external_total - sum(items[pk].amount_minor for pk in internal_ids)
+            tolerance = {"decision": decision.public_id, "decision_type": decision.decision_type}
+            if replacing is not None:
+                tolerance["replaces"] = replacing.public_id
             match = ReconciliationMatch.objects.create(
                 public_id=public_ids("rm", 1)[0], source=source, run=None, rule_code="", rule_version=None,
-                decision=decision, shape=_shape(len(external_ids), len(internal_ids)),
-                result=MatchStatus.MANUAL_MATCHED, confidence="1.000", amount_delta_minor=delta,
-                currency=currencies.pop(), tolerance={"decision": decision.public_id,
-                                                       "decision_type": decision.decision_type},
+                decision=decision, shape=_shape(len(external_ids), len(internal_ids)), result=result,
+                confidence="1.000", amount_delta_minor=delta, currency=currencies.pop(), tolerance=tolerance,
                 created_at=now,
             )  # fmt: skip
-            updated = ReconciliationItem.objects.filter(
-                pk__in=wanted, match__isnull=True, match_status__in=UNMATCHED_STATES
-            ).update(match=match, match_status=MatchStatus.MANUAL_MATCHED)
-            if updated != len(wanted):
-                raise ItemsAlreadyMatched(f"{len(wanted) - updated} of the items were matched meanwhile")
+            ReconciliationMatchItem.objects.bulk_create(
+                ReconciliationMatchItem(match=match, item_id=pk, external=pk in external_ids) for pk in wanted
+            )
             audit_record(
                 event_type="reconciliation.match_manual", actor=actor, action_type="MANUAL_MATCH_RECONCILIATION",
                 target_type="reconciliation_match", target_id=match.public_id, approval_ref=decision.approval_ref,
                 case_ref=decision.case_ref, now=now,
                 after={"decision": decision.public_id, "external_items": external_ids, "internal_items": internal_ids,
-                       "amount_delta_minor": delta, "currency": match.currency, "shape": match.shape},
+                       "amount_delta_minor": delta, "currency": match.currency, "shape": match.shape,
+                       "result": match.result, "replaces": replacing.public_id if replacing else ""},
             )  # fmt: skip
             return match
     except DomainError as exc:
@@ -539,3 +546,32 @@ def match_manual(
                    "decision": getattr(decision, "public_id", "")},
         )  # fmt: skip
         raise
+
+
+def _take_open(source: ReconciliationSource, wanted: list[int]) -> None:
+    """Take the items off the source's open items, all or none (compare-and-set)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """DELETE FROM reconciliation_reconciliationopenitem WHERE source_id = %s AND item_id = ANY(%s::bigint[])
+               RETURNING item_id""",
+            [source.pk, wanted],
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+    if len(taken) != len(wanted):
+        raise ItemsAlreadyMatched(f"items {sorted(set(wanted) - taken)} are matched already")
+
+
+def _replace(replacing: ReconciliationMatch, wanted: list[int], *, actor: Actor, now: dt.datetime) -> None:
+    """Undo `replacing` so a decision's match can take its items (they never become open)."""
+    current = ReconciliationMatch.objects.select_for_update(of=("self",)).get(pk=replacing.pk)
+    if current.state != MatchState.ACTIVE:
+        raise ItemsAlreadyMatched(f"match {current.public_id} was undone meanwhile")
+    members = sorted(
+        ReconciliationMatchItem.objects.filter(match=current, active=True).values_list("item_id", flat=True)
+    )
+    if members != wanted:
+        raise ValidationFailed(f"match {current.public_id} groups other items than the decision names")
+    current.unmatch()
+    current.unmatched_at, current.unmatched_by = now, actor.label
+    current.save(update_fields=["state", "unmatched_at", "unmatched_by"])
+    _memberships_undo(current)

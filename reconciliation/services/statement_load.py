@@ -37,7 +37,7 @@ from reconciliation.services.common import copy_text, gc_paused
 ITEM_COLUMNS = (
     "side", "source_id", "statement_file_id", "line_no", "internal_type", "internal_id", "kind", "amount_minor",
     "currency", "gross_minor", "fee_minor", "net_minor", "value_date", "reference", "references", "counterparty",
-    "description", "batch_id", "reversal", "match_status", "created_at",
+    "description", "batch_id", "reversal", "created_at",
 )  # fmt: skip
 _QUOTED = ", ".join(f'"{column}"' for column in ITEM_COLUMNS)
 COPY_ITEMS = f"COPY reconciliation_reconciliationitem ({_QUOTED}) FROM STDIN"
@@ -148,7 +148,7 @@ def encode_lines(
     simple = escape is _plain and '"' not in blob
     del texts, blob
     fixed = f"EXTERNAL\t{source_id}\t{file_id}\t"
-    tail = f"\tUNMATCHED\t{created_at}\n"
+    tail = f"\t{created_at}\n"
     out = []
     append = out.append
     for line in lines:

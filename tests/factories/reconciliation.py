@@ -28,11 +28,15 @@ from payments.services.payouts import payout_create, payout_send
 from payments.services.refunds import refund_apply_outcome, refund_create, refund_send
 from reconciliation.models import (
     ReconciliationItem,
+    ReconciliationMatch,
+    ReconciliationMatchItem,
+    ReconciliationOpenItem,
     ReconciliationRun,
     ReconciliationSource,
     SourceKind,
     StatementFile,
 )
+from reconciliation.selectors.items import item_states
 from reconciliation.services import (
     expected_items_refresh,
     reconciliation_run,
@@ -130,8 +134,42 @@ def items(src: ReconciliationSource, **filters) -> list[ReconciliationItem]:
 
 def snapshot(src: ReconciliationSource) -> list[tuple]:
     """Every item's id, status and match: what a run may change."""
-    return list(ReconciliationItem.objects.filter(source=src).order_by("id").values_list("id", "match_status",
-                                                                                          "match_id"))  # fmt: skip
+    ids = list(ReconciliationItem.objects.filter(source=src).order_by("id").values_list("id", flat=True))
+    states = item_states(ids)
+    return [(pk, states[pk].status, states[pk].match_id) for pk in ids]
+
+
+def status_of(item: ReconciliationItem | int) -> str:
+    pk = item if isinstance(item, int) else item.pk
+    return item_states([pk])[pk].status
+
+
+def match_of(item: ReconciliationItem | int) -> int | None:
+    pk = item if isinstance(item, int) else item.pk
+    return item_states([pk])[pk].match_id
+
+
+def left_open(src: ReconciliationSource) -> list[tuple]:
+    """The source's open items as a run leaves them to breaks_sync (its `left`)."""
+    rows = ReconciliationItem.objects.filter(
+        pk__in=ReconciliationOpenItem.objects.filter(source_id=src.pk).values("item_id")
+    ).values_list("id", "side", "amount_minor", "currency", "value_date")
+    return [(pk, side == "EXTERNAL", amount, currency, day) for pk, side, amount, currency, day in rows]
+
+
+def open_item(item: ReconciliationItem) -> ReconciliationItem:
+    """Set-up only: the item as an import or a refresh leaves it (open, the next run's work)."""
+    ReconciliationOpenItem.objects.create(source_id=item.source_id, item=item)
+    return item
+
+
+def match_directly(match: ReconciliationMatch, items: list[ReconciliationItem]) -> ReconciliationMatch:
+    """Set-up only: the items join `match` as a run writes them (off the open items, one membership each)."""
+    ReconciliationOpenItem.objects.filter(item_id__in=[i.pk for i in items]).delete()
+    ReconciliationMatchItem.objects.bulk_create(
+        ReconciliationMatchItem(match=match, item=i, external=i.side == "EXTERNAL") for i in items
+    )
+    return match
 
 
 # --- what payments and the ledger record (the internal side) ------------------------------------------

@@ -25,6 +25,7 @@ from reconciliation.models import (
     StatementFile,
 )
 from reconciliation.services.breaks import age_bucket, breaks_sync
+from tests.factories.reconciliation import left_open, match_directly, open_item
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
@@ -47,20 +48,20 @@ def file(source):
                                         uploaded_at=NOW)  # fmt: skip
 
 
-def external(file, amount=10_000, status=MatchStatus.UNMATCHED_EXTERNAL, day=3, **fields):
-    return ReconciliationItem.objects.create(
+def external(file, amount=10_000, day=3, **fields):
+    return open_item(ReconciliationItem.objects.create(
         side=ItemSide.EXTERNAL, source=file.source, statement_file=file, line_no=next(_lines), kind="SETTLED",
-        amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day), match_status=status,
+        amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day),
         reference=fields.pop("reference", f"ref-{next(_lines)}"), created_at=NOW, **fields,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
-def internal(source, amount=10_000, status=MatchStatus.UNMATCHED_INTERNAL, day=3, **fields):
-    return ReconciliationItem.objects.create(
+def internal(source, amount=10_000, day=3, **fields):
+    return open_item(ReconciliationItem.objects.create(
         side=ItemSide.INTERNAL, source=source, internal_type="payment_attempt", internal_id=f"pa_{next(_lines)}",
-        kind="CAPTURE", amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day), match_status=status,
-        created_at=NOW, **fields,
-    )  # fmt: skip
+        kind="CAPTURE", amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day), created_at=NOW,
+        **fields,
+    ))  # fmt: skip
 
 
 def match(source, items, result=MatchStatus.MATCHED, delta=0, rule="exact-reference"):
@@ -68,8 +69,12 @@ def match(source, items, result=MatchStatus.MATCHED, delta=0, rule="exact-refere
         public_id=f"rm_{next(_lines)}", source=source, rule_code=rule, rule_version=1, shape=MatchShape.ONE_TO_ONE,
         result=result, confidence="1.000", amount_delta_minor=delta, currency="IDR", created_at=NOW,
     )  # fmt: skip
-    ReconciliationItem.objects.filter(pk__in=[i.pk for i in items]).update(match=made, match_status=result)
-    return made
+    return match_directly(made, items)
+
+
+def sync(source, now=NOW):
+    """breaks_sync as a run calls it: with every item still open as left unexplained."""
+    return breaks_sync(source=source, actor=ACTOR, now=now, left=left_open(source))
 
 
 def open_breaks(source):
@@ -78,11 +83,9 @@ def open_breaks(source):
 
 def test_every_unexplained_item_gets_one_open_break_and_a_second_sync_changes_nothing(source, file):
     lost_line, lost_capture = external(file, 12_500), internal(source, 7_000)
-    paired = match(
-        source, [external(file, 5_000, MatchStatus.UNMATCHED), internal(source, 5_000, MatchStatus.UNMATCHED)]
-    )
+    paired = match(source, [external(file, 5_000), internal(source, 5_000)])
 
-    first = breaks_sync(source=source, actor=ACTOR, now=NOW)
+    first = sync(source)
 
     assert (first.opened, first.closed) == (2, 0)
     assert set(open_breaks(source).values_list("item_id", "break_type", "amount_minor", "owner_team")) == {
@@ -90,9 +93,9 @@ def test_every_unexplained_item_gets_one_open_break_and_a_second_sync_changes_no
         (lost_capture.pk, "UNMATCHED_INTERNAL", 7_000, "finance_ops"),
     }
     assert all(b.public_id.startswith("rb_") for b in open_breaks(source))
-    assert not ReconciliationBreak.objects.filter(item__match=paired).exists()
+    assert not ReconciliationBreak.objects.filter(item__memberships__match=paired).exists()
     events = AuditEvent.objects.count()
-    again = breaks_sync(source=source, actor=ACTOR, now=NOW)
+    again = sync(source)
     assert (again.opened, again.closed) == (0, 0)
     assert open_breaks(source).count() == 2
     assert AuditEvent.objects.count() == events + 1  # the sync itself is recorded, nothing else moved
@@ -102,7 +105,7 @@ def test_a_mismatch_is_one_break_on_the_external_side_worth_the_difference(sourc
     line, capture = external(file, 10_150), internal(source, 10_000)
     match(source, [line, capture], result=MatchStatus.AMOUNT_MISMATCH, delta=150, rule="reference-tolerance")
 
-    breaks_sync(source=source, actor=ACTOR, now=NOW)
+    sync(source)
 
     assert list(open_breaks(source).values_list("item_id", "break_type", "amount_minor")) == [
         (line.pk, "AMOUNT_MISMATCH", 150)
@@ -111,13 +114,13 @@ def test_a_mismatch_is_one_break_on_the_external_side_worth_the_difference(sourc
 
 def test_a_break_whose_item_is_matched_later_closes_naming_the_rule(source, file):
     line = external(file, 9_900)
-    breaks_sync(source=source, actor=ACTOR, now=NOW)
+    sync(source)
     rb = open_breaks(source).get()
     # A later run pairs it (the capture arrived a day late)
-    capture = internal(source, 9_900, MatchStatus.UNMATCHED)
+    capture = internal(source, 9_900)
     made = match(source, [line, capture], rule="amount-date-window")
 
-    result = breaks_sync(source=source, actor=ACTOR, now=NOW + dt.timedelta(days=1))
+    result = sync(source, now=NOW + dt.timedelta(days=1))
 
     rb = ReconciliationBreak.objects.get(pk=rb.pk)  # a fresh copy: a protected FSM field cannot be refreshed
     assert (result.opened, result.closed) == (0, 1)
@@ -128,12 +131,12 @@ def test_a_break_whose_item_is_matched_later_closes_naming_the_rule(source, file
 
 def test_a_break_whose_problem_changes_is_superseded_by_a_break_of_the_new_type(source, file):
     line = external(file, 10_400)
-    breaks_sync(source=source, actor=ACTOR, now=NOW)
+    sync(source)
     old = open_breaks(source).get()
-    match(source, [line, internal(source, 10_000, MatchStatus.UNMATCHED)], result=MatchStatus.AMOUNT_MISMATCH,
+    match(source, [line, internal(source, 10_000)], result=MatchStatus.AMOUNT_MISMATCH,
           delta=400, rule="reference-tolerance")  # fmt: skip
 
-    breaks_sync(source=source, actor=ACTOR, now=NOW)
+    sync(source)
 
     old = ReconciliationBreak.objects.get(pk=old.pk)
     assert old.status == BreakStatus.CLOSED and old.closed_by_match is None
@@ -146,9 +149,9 @@ def test_new_breaks_join_one_case_per_day_and_type_and_repeated_runs_do_not_open
     external(file, 2_000, day=3)
     external(file, 3_000, day=4)
 
-    first = breaks_sync(source=source, actor=ACTOR, now=NOW)
+    first = sync(source)
     external(file, 4_000, day=3)  # a new line for the same day and type, in a later run
-    second = breaks_sync(source=source, actor=ACTOR, now=NOW)
+    second = sync(source)
 
     assert len(first.cases) == 2
     assert len(second.cases) == 1 and second.cases[0] in first.cases  # joined the open case for day 3
@@ -160,7 +163,7 @@ def test_new_breaks_join_one_case_per_day_and_type_and_repeated_runs_do_not_open
 
 def test_the_database_keeps_one_open_break_per_item(source, file):
     line = external(file)
-    breaks_sync(source=source, actor=ACTOR, now=NOW)
+    sync(source)
     with pytest.raises(IntegrityError), transaction.atomic():
         ReconciliationBreak.objects.create(public_id="rb_DUPLICATE", item=line, source=source,
                                            break_type="UNMATCHED_EXTERNAL", amount_minor=1, currency="IDR",

@@ -28,8 +28,10 @@ from reconciliation.models import (
     StatementFile,
 )
 from reconciliation.services.breaks import breaks_sync
+from reconciliation.services.matching import reconciliation_run
 from tests.factories import user_with_role
 from tests.factories.ledger import credit_merchant
+from tests.factories.reconciliation import left_open, match_directly, match_of, open_item, status_of
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
@@ -61,17 +63,18 @@ def checker():
 
 
 def item(source, side, amount, file=None):
-    # Items as an import and a run leave them (their own services are tested elsewhere).
+    # Items as an import or a refresh leaves them (their own services are tested elsewhere).
     fields = {"statement_file": file, "line_no": next(_n)} if side == ItemSide.EXTERNAL else {
         "internal_type": "payment_attempt", "internal_id": f"pa_{next(_n)}"}  # fmt: skip
-    status = MatchStatus.UNMATCHED_EXTERNAL if side == ItemSide.EXTERNAL else MatchStatus.UNMATCHED_INTERNAL
-    return ReconciliationItem.objects.create(side=side, source=source, kind="SETTLED", amount_minor=amount,
-                                             currency="IDR", value_date=dt.date(2026, 3, 3), match_status=status,
-                                             reference=f"ref-{next(_n)}", created_at=NOW, **fields)  # fmt: skip
+    return open_item(ReconciliationItem.objects.create(side=side, source=source, kind="SETTLED", amount_minor=amount,
+                                                       currency="IDR", value_date=dt.date(2026, 3, 3),
+                                                       reference=f"ref-{next(_n)}", created_at=NOW,
+                                                       **fields))  # fmt: skip
 
 
 def break_for(source, line) -> ReconciliationBreak:
-    breaks_sync(source=source, actor=SYSTEM, now=NOW)
+    # As a run leaves it: every open item unexplained.
+    breaks_sync(source=source, actor=SYSTEM, now=NOW, left=left_open(source))
     return ReconciliationBreak.objects.get(item=line, status=BreakStatus.OPEN)
 
 
@@ -100,8 +103,8 @@ def test_an_exact_manual_match_is_approved_by_another_person_and_closes_the_brea
     assert (match.result, match.amount_delta_minor, match.decision.decision_type) == (
         MatchStatus.MANUAL_MATCHED, 0, "ACCEPT_EXACT_MATCH")  # fmt: skip
     assert fresh(rb).status == BreakStatus.CLOSED
-    assert set(ReconciliationItem.objects.filter(match=match).values_list("match_status", flat=True)) == {
-        MatchStatus.MANUAL_MATCHED}  # fmt: skip
+    assert {status_of(line), status_of(capture)} == {MatchStatus.MANUAL_MATCHED}
+    assert match_of(line) == match_of(capture) == match.pk
 
 
 def test_a_difference_above_tolerance_waits_for_a_checker_who_is_not_the_maker(source, file, maker, checker):
@@ -165,3 +168,49 @@ def test_undoing_a_match_reopens_the_break_with_its_own_trail(source, file, make
     reopened = ReconciliationBreak.objects.get(item=line, status=BreakStatus.OPEN)
     assert reopened.pk != rb.pk and fresh(rb).status == BreakStatus.CLOSED  # history kept
     assert ActionRequest.objects.get(public_id=undo.public_id).status == RequestStatus.SUCCEEDED
+
+
+def test_a_classified_break_stays_closed_and_its_line_is_not_offered_to_later_runs(source, file, maker, checker):
+    line = item(source, ItemSide.EXTERNAL, 42_000, file)
+    rb = break_for(source, line)
+    payload = {"break": rb.public_id, "decision_type": "TIMING_DIFFERENCE"}
+    request = propose(maker, "CLASSIFY_RECONCILIATION_BREAK", payload, reason="SETTLEMENT_TIMING")
+    request_approve(public_id=request.public_id, actor=checker, now=NOW)
+    rb = fresh(rb)
+    assert rb.status == BreakStatus.CLOSED and rb.closed_by_match is not None
+    assert status_of(line) == MatchStatus.TIMING_DIFFERENCE
+
+    # An internal movement of the same amount arrives; the next run neither pairs the line nor reopens its break.
+    item(source, ItemSide.INTERNAL, 42_000)
+    run = reconciliation_run(source=source, actor=SYSTEM)
+
+    assert run.matches_made == 0
+    assert not ReconciliationBreak.objects.filter(item=line, status=BreakStatus.OPEN).exists()
+    assert status_of(line) == MatchStatus.TIMING_DIFFERENCE
+
+
+def test_classifying_a_mismatch_replaces_the_difference_match_with_the_decisions_own(source, file, maker, checker):
+    line = item(source, ItemSide.EXTERNAL, 1_090_000, file)
+    capture = item(source, ItemSide.INTERNAL, 1_000_000)
+    run = reconciliation_run(source=source, actor=SYSTEM)
+    assert run.matches_made == 0  # different references: no rule pairs them; pair them as a difference
+    difference = ReconciliationMatch.objects.create(
+        public_id="rm_DIFFERENCE", source=source, rule_code="reference-tolerance", rule_version=1, shape="ONE_TO_ONE",
+        result=MatchStatus.AMOUNT_MISMATCH, confidence="0.500", amount_delta_minor=90_000, currency="IDR",
+        created_at=NOW,
+    )  # fmt: skip
+    match_directly(difference, [line, capture])
+    breaks_sync(source=source, actor=SYSTEM, now=NOW)
+    rb = ReconciliationBreak.objects.get(item=line, status=BreakStatus.OPEN)
+    assert (rb.break_type, rb.amount_minor) == (MatchStatus.AMOUNT_MISMATCH, 90_000)
+
+    payload = {"break": rb.public_id, "decision_type": "PROVIDER_FEE_DIFFERENCE"}
+    request = propose(maker, "CLASSIFY_RECONCILIATION_BREAK", payload, reason="FEE_SCHEDULE")
+    request_approve(public_id=request.public_id, actor=checker, now=NOW)
+
+    assert ReconciliationMatch.objects.get(pk=difference.pk).state == MatchState.UNMATCHED
+    replacement = ReconciliationMatch.objects.get(pk=match_of(line))
+    assert replacement.decision is not None and replacement.tolerance["replaces"] == "rm_DIFFERENCE"
+    assert match_of(capture) == replacement.pk and status_of(capture) == MatchStatus.MANUAL_MATCHED
+    assert fresh(rb).status == BreakStatus.CLOSED
+    assert breaks_sync(source=source, actor=SYSTEM, now=NOW).opened == 0

@@ -7,7 +7,14 @@ import pytest
 from audit.models import AuditEvent
 from backoffice.errors import ValidationFailed
 from payments.services import attempt_void
-from reconciliation.models import FileStatus, ItemSide, MatchStatus, ReconciliationItem, SourceKind
+from reconciliation.models import (
+    FileStatus,
+    ItemSide,
+    MatchStatus,
+    ReconciliationItem,
+    ReconciliationOpenItem,
+    SourceKind,
+)
 from reconciliation.services import expected_items_refresh
 from reconciliation.services.cardlike import pseudonym
 from tests.card_number_guard import card_numbers
@@ -41,7 +48,8 @@ def test_captures_of_the_providers_period_become_capture_items_once():
     assert (item.gross_minor, item.fee_minor, item.net_minor) == (1_000_000, first.fee_minor,
                                                                   1_000_000 - first.fee_minor)  # fmt: skip
     assert item.reference == first.provider_reference and item.reference
-    assert (item.value_date, item.match_status, item.statement_file_id) == (DAY, MatchStatus.UNMATCHED, None)
+    assert (item.value_date, recon.status_of(item), item.statement_file_id) == (DAY, MatchStatus.UNMATCHED, None)
+    assert ReconciliationOpenItem.objects.filter(source_id=src.pk).count() == 2  # the next run's work
     assert item.references["payment_intent"] == first.payment_intent.public_id
     # And a second refresh, or an overlapping one, adds nothing
     assert recon.refresh(src) == 0
@@ -98,8 +106,8 @@ def test_a_card_number_like_provider_reference_is_kept_as_its_pseudonym_and_stil
     recon.run(src)
     line = ReconciliationItem.objects.get(statement_file=file)
     assert line.reference == item.reference
-    assert line.match_status == MatchStatus.MATCHED
-    assert line.match_id == ReconciliationItem.objects.get(pk=item.pk).match_id
+    assert recon.status_of(line) == MatchStatus.MATCHED
+    assert recon.match_of(line) == recon.match_of(item)
     assert attempt.provider_reference == "REF5555593193155555"  # what payments keeps is theirs to mask
 
 

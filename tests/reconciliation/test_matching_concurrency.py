@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections
 
 from reconciliation.models import (
     ItemSide,
@@ -11,6 +11,8 @@ from reconciliation.models import (
     MatchStatus,
     ReconciliationItem,
     ReconciliationMatch,
+    ReconciliationMatchItem,
+    ReconciliationOpenItem,
     ReconciliationRun,
     RunStatus,
     SourceKind,
@@ -69,15 +71,24 @@ def test_two_runs_at_once_match_each_line_once():
     matches = ReconciliationMatch.objects.filter(source=src, state=MatchState.ACTIVE)
     assert matches.count() == PAIRS
     for match in matches:
-        assert sorted(match.items.values_list("side", flat=True)) == [ItemSide.EXTERNAL, ItemSide.INTERNAL]
-    assert set(ReconciliationItem.objects.filter(source=src).values_list("match_status", flat=True)) == {
-        MatchStatus.MATCHED}  # fmt: skip
-    assert ReconciliationItem.objects.filter(source=src, match__isnull=False).count() == 2 * PAIRS
+        sides = match.memberships.filter(active=True).values_list("item__side", flat=True)
+        assert sorted(sides) == [ItemSide.EXTERNAL, ItemSide.INTERNAL]
+    assert {status for _, status, _ in recon.snapshot(src)} == {MatchStatus.MATCHED}
+    assert ReconciliationMatchItem.objects.filter(item__source=src, active=True).count() == 2 * PAIRS
+    assert not ReconciliationOpenItem.objects.filter(source_id=src.pk).exists()
 
 
-def test_a_writer_that_takes_an_item_meanwhile_makes_the_run_roll_back(monkeypatch):
-    # Given a match elsewhere, and a source whose run is interrupted, between reading and writing, by a
-    # writer that takes one of its lines without the source's lock
+RELEASE_OPEN = "DELETE FROM reconciliation_reconciliationopenitem WHERE item_id = %(item)s"
+TAKE_DIRECTLY = (
+    "INSERT INTO reconciliation_reconciliationmatchitem (match_id, item_id, external, active)"
+    " VALUES (%(match)s, %(item)s, true, true)"
+)
+
+
+def interrupted_run(monkeypatch, *statements: str):
+    """A source whose run is interrupted, between reading and writing, by another connection that runs
+    `statements` on one of its lines (without the source's lock) to give it a match elsewhere.
+    Returns (source, the line, the match elsewhere)."""
     elsewhere = bank_day("other")
     recon.run(elsewhere)
     foreign = ReconciliationMatch.objects.filter(source=elsewhere).first()
@@ -89,13 +100,19 @@ def test_a_writer_that_takes_an_item_meanwhile_makes_the_run_roll_back(monkeypat
         other = connections.create_connection("default")
         try:
             with other.cursor() as cursor:
-                cursor.execute("UPDATE reconciliation_reconciliationitem SET match_id = %s, match_status = %s "
-                               "WHERE id = %s", [foreign.pk, MatchStatus.MANUAL_MATCHED, victim.pk])  # fmt: skip
+                for sql in statements:
+                    cursor.execute(sql, {"match": foreign.pk, "item": victim.pk})
         finally:
             other.close()
         return find_duplicates(*args, **kwargs)
 
     monkeypatch.setattr(matching_module, "duplicates", interrupted)
+    return src, victim, foreign
+
+
+def test_a_writer_that_takes_an_item_meanwhile_makes_the_run_roll_back(monkeypatch):
+    # Given a writer that takes one of the lines the run read, as a manual match would
+    src, victim, foreign = interrupted_run(monkeypatch, RELEASE_OPEN, TAKE_DIRECTLY)
     # When the run writes
     with pytest.raises(ItemsAlreadyMatched):
         recon.run(src)
@@ -103,6 +120,19 @@ def test_a_writer_that_takes_an_item_meanwhile_makes_the_run_roll_back(monkeypat
     run = ReconciliationRun.objects.get(source=src)
     assert run.status == RunStatus.FAILED and "matched meanwhile" in run.error_message
     assert not ReconciliationMatch.objects.filter(source=src).exists()
-    assert set(ReconciliationItem.objects.filter(source=src).exclude(pk=victim.pk).values_list(
-        "match_status", flat=True)) == {MatchStatus.UNMATCHED}  # fmt: skip
-    assert ReconciliationItem.objects.get(pk=victim.pk).match_id == foreign.pk
+    assert {status for pk, status, _ in recon.snapshot(src) if pk != victim.pk} == {MatchStatus.UNMATCHED}
+    assert recon.match_of(victim) == foreign.pk
+
+
+def test_a_writer_that_ignores_the_open_items_still_cannot_give_an_item_a_second_active_match(monkeypatch):
+    # Given a writer that gives a line an active match directly, leaving it among the open items
+    src, _, _ = interrupted_run(monkeypatch, TAKE_DIRECTLY)
+    still_open = ReconciliationOpenItem.objects.filter(source_id=src.pk).count()
+    # When the run writes, the database's unique index on an item's active match refuses it
+    with pytest.raises(IntegrityError):
+        recon.run(src)
+    # Then nothing of the run is kept and the run is recorded FAILED
+    run = ReconciliationRun.objects.get(source=src)
+    assert run.status == RunStatus.FAILED and "recon_item_one_active_match" in run.error_message
+    assert not ReconciliationMatch.objects.filter(source=src).exists()
+    assert ReconciliationOpenItem.objects.filter(source_id=src.pk).count() == still_open

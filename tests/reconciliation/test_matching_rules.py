@@ -17,13 +17,12 @@ def ext(id_, amount, *, ref="", refs=(), currency="IDR", day=0, gross=None, fee=
     keys = tuple(dict.fromkeys(k for k in (ref, *refs) if k))
     return Item(id=id_, external=True, amount=amount, compare=amount if gross is None else gross, currency=currency,
                 fee=fee, day=day, reference=ref, keys=keys, batch_keys=tuple(batch) + ((ref,) if ref else ()),
-                status=MatchStatus.UNMATCHED, has_gross=gross is not None)  # fmt: skip
+                has_gross=gross is not None)  # fmt: skip
 
 
 def internal(id_, amount, *, ref="", currency="IDR", day=0, fee=None, batch=""):
     return Item(id=id_, external=False, amount=amount, compare=amount, currency=currency, fee=fee, day=day,
-                reference=ref, keys=(ref,) if ref else (), batch_keys=(batch,) if batch else (),
-                status=MatchStatus.UNMATCHED)  # fmt: skip
+                reference=ref, keys=(ref,) if ref else (), batch_keys=(batch,) if batch else ())  # fmt: skip
 
 
 def match(items, rules=DEFAULTS):

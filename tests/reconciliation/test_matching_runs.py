@@ -25,6 +25,7 @@ from reconciliation.models import (
     RunStatus,
     SourceKind,
 )
+from reconciliation.selectors.items import item_states, match_items
 from reconciliation.services import ItemsAlreadyMatched, match_manual, match_undo
 from reconciliation.tasks import reconciliation_run_task
 from tests.factories import reconciliation as recon
@@ -38,8 +39,8 @@ def money(minor: int) -> str:
 
 
 def status_of(item) -> tuple[str, int | None]:
-    fresh = ReconciliationItem.objects.get(pk=item.pk)
-    return fresh.match_status, fresh.match_id
+    state = item_states([item.pk])[item.pk]
+    return state.status, state.match_id
 
 
 @pytest.fixture
@@ -74,14 +75,14 @@ def test_a_run_matches_by_its_rules_and_leaves_the_rest_as_breaks(provider_day):
     assert status_of(lines[4])[0] == MatchStatus.FEE_MISMATCH
     assert status_of(lines[5]) == (MatchStatus.UNMATCHED_EXTERNAL, None)
     assert status_of(expected["missing"]) == (MatchStatus.UNMATCHED_INTERNAL, None)
-    exact = ReconciliationMatch.objects.get(items=lines[2].pk)
+    exact = ReconciliationMatch.objects.get(memberships__item=lines[2].pk, memberships__active=True)
     assert (exact.rule_code, exact.rule_version, exact.result, exact.confidence, exact.amount_delta_minor) == (
         "exact-reference", 1, MatchStatus.MATCHED, pytest.approx(1), 0)  # fmt: skip
-    assert sorted(exact.items.values_list("pk", flat=True)) == sorted([lines[2].pk, expected["exact"].pk])
-    near = ReconciliationMatch.objects.get(items=lines[3].pk)
+    assert sorted(i.pk for i in match_items([exact.pk])[exact.pk]) == sorted([lines[2].pk, expected["exact"].pk])
+    near = ReconciliationMatch.objects.get(memberships__item=lines[3].pk, memberships__active=True)
     assert (near.rule_code, near.amount_delta_minor, float(near.confidence)) == ("reference-tolerance", 50, 0.9)
     assert near.tolerance == {"tolerance_minor": 100, "tolerance_bps": 50, "allowed_minor": 1250, "compared": "gross"}
-    fee = ReconciliationMatch.objects.get(items=lines[4].pk)
+    fee = ReconciliationMatch.objects.get(memberships__item=lines[4].pk, memberships__active=True)
     assert (fee.rule_code, fee.result, fee.amount_delta_minor) == ("fee-aware", MatchStatus.FEE_MISMATCH, 700)
     assert status_of(expected["fee"])[0] == MatchStatus.FEE_MISMATCH
     assert {m.run_id for m in ReconciliationMatch.objects.filter(source=src)} == {run.pk}
@@ -125,7 +126,8 @@ def test_a_capture_recorded_later_matches_the_line_left_unmatched_yesterday():
     # Then the line matches it and its break closes
     status, match_id = status_of(line)
     assert status == MatchStatus.MATCHED
-    assert ReconciliationItem.objects.get(match_id=match_id, side=ItemSide.INTERNAL).internal_id == capture.public_id
+    [paired] = [i for i in match_items([match_id])[match_id] if i.side == ItemSide.INTERNAL]
+    assert paired.internal_id == capture.public_id
     assert (second.matches_made, second.breaks_closed) == (1, 1)
     assert ReconciliationBreak.objects.get(item=line).status == BreakStatus.CLOSED
 
@@ -146,8 +148,8 @@ def test_a_line_repeated_in_a_later_file_is_a_duplicate_of_the_original():
     for dupe in dupes:
         assert (dupe.rule_code, dupe.shape, dupe.tolerance) == ("duplicate-check", MatchShape.ONE_TO_ONE,
                                                                 {"duplicate_of": original.public_id})  # fmt: skip
-        assert [i.statement_file_id for i in dupe.items.all()] == [tuesday.pk]
-    assert ReconciliationItem.objects.get(internal_id=capture.public_id).match_id == original.pk
+        assert [i.statement_file_id for i in match_items([dupe.pk])[dupe.pk]] == [tuesday.pk]
+    assert status_of(ReconciliationItem.objects.get(internal_id=capture.public_id))[1] == original.pk
 
 
 def test_a_batched_bank_credit_matches_the_settlements_of_its_batch():
@@ -161,11 +163,11 @@ def test_a_batched_bank_credit_matches_the_settlements_of_its_batch():
     run = recon.run(src)
     batch = ReconciliationMatch.objects.get(source=src, rule_code="batch-many-to-one")
     assert (batch.shape, batch.result, batch.amount_delta_minor) == (MatchShape.ONE_TO_MANY, MatchStatus.MATCHED, 0)
-    assert sorted(batch.items.filter(side=ItemSide.INTERNAL).values_list("amount_minor", flat=True)) == [
-        25_000, 35_000, 40_000]  # fmt: skip
+    members = match_items([batch.pk])[batch.pk]
+    assert sorted(i.amount_minor for i in members if i.side == ItemSide.INTERNAL) == [25_000, 35_000, 40_000]
     # A batch whose sum differs by one unit is left alone
     assert run.matches_made == 1
-    assert ReconciliationItem.objects.filter(source=src, batch_id="stl-batch-8").get().match_status == (
+    assert status_of(ReconciliationItem.objects.filter(source=src, batch_id="stl-batch-8").get())[0] == (
         MatchStatus.UNMATCHED_INTERNAL)  # fmt: skip
 
 
@@ -180,7 +182,7 @@ def test_rules_of_the_source_apply_in_position_order_and_inactive_or_other_sourc
                                       params={"tolerance_minor": 60}, **rule)  # fmt: skip
     recon.run(src)
     # Then the line 50 over is matched by this source's rule, with its version
-    match = ReconciliationMatch.objects.get(items=lines[3].pk)
+    match = ReconciliationMatch.objects.get(memberships__item=lines[3].pk, memberships__active=True)
     assert (match.rule_code, match.rule_version, match.result) == ("own-tolerance", 3, MatchStatus.MATCHED)
     assert match.tolerance["tolerance_minor"] == 60
 
@@ -206,7 +208,7 @@ def test_a_rule_the_engine_cannot_apply_fails_the_run_and_changes_nothing(provid
 def test_undoing_a_match_releases_its_items_and_reopens_their_breaks(provider_day):
     src, lines, expected = provider_day
     recon.run(src)
-    match = ReconciliationMatch.objects.get(items=lines[2].pk)
+    match = ReconciliationMatch.objects.get(memberships__item=lines[2].pk, memberships__active=True)
     undone = match_undo(match_id=match.public_id, actor=recon.ACTOR, now=T0, reason_text="Wrong capture",
                         approval_ref="act_01TEST")  # fmt: skip
     assert (undone.state, undone.unmatched_by, undone.unmatched_at) == (MatchState.UNMATCHED, recon.ACTOR.label, T0)
@@ -224,6 +226,8 @@ def test_undoing_a_match_releases_its_items_and_reopens_their_breaks(provider_da
     rerun = recon.run(src)
     assert rerun.matches_made == 1 and status_of(lines[2])[0] == MatchStatus.MATCHED
     assert status_of(lines[2])[1] != match.pk
+    # And the undone match still shows what it grouped
+    assert sorted(i.pk for i in match_items([match.pk])[match.pk]) == sorted([lines[2].pk, expected["exact"].pk])
 
 
 def _decision(src, line) -> ReconciliationManualDecision:
@@ -276,7 +280,7 @@ def test_recon_run_refreshes_the_period_and_matches():
     printed = out.getvalue()
     assert "expected items 2026-03-01 .. 2026-03-02: 1 new" in printed
     assert "SUCCEEDED: 2 items considered, 1 matches" in printed
-    assert ReconciliationItem.objects.get(internal_id=capture.public_id).match_status == MatchStatus.MATCHED
+    assert status_of(ReconciliationItem.objects.get(internal_id=capture.public_id))[0] == MatchStatus.MATCHED
     with pytest.raises(CommandError, match="expected a date"):
         call_command("recon_run", src.code, "--since", "yesterday")
 

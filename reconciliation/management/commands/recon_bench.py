@@ -27,12 +27,11 @@ import uuid
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from audit.context import audit_context
 from backoffice.actors import system_actor
-from reconciliation.models import ItemSide, MatchStatus, ReconciliationItem, SourceKind
+from reconciliation.models import ItemSide, ReconciliationOpenItem, SourceKind
 from reconciliation.services import reconciliation_run, source_create, statement_import, statement_receive
 from reconciliation.services.common import item_statistics_refresh, raw_cursor
 
@@ -43,7 +42,7 @@ MAPPING = {"date": "date", "amount": "amount", "currency": "currency", "referenc
 START = dt.date(2026, 10, 1)
 _INTERNAL_COLUMNS = (
     "side", "source_id", "internal_type", "internal_id", "kind", "amount_minor", "currency", "value_date",
-    "reference", "references", "counterparty", "description", "batch_id", "reversal", "match_status", "created_at",
+    "reference", "references", "counterparty", "description", "batch_id", "reversal", "created_at",
 )  # fmt: skip
 
 
@@ -112,15 +111,37 @@ def _load_internal(source_id: int, tag: str, internal: list[tuple]) -> None:
     created = timezone.now().isoformat()
     rows = "".join(
         f"INTERNAL\t{source_id}\tbench\tbi_{tag}_{k}\t{kind}\t{amount}\t{CURRENCY}\t{day.isoformat()}\t{reference}\t"
-        f"{{}}\t\t\t{batch}\tf\tUNMATCHED\t{created}\n"
+        f"{{}}\t\t\t{batch}\tf\t{created}\n"
         for k, (kind, amount, day, reference, batch) in enumerate(internal)
     )
     data = rows.encode()
     copy_sql = f"COPY reconciliation_reconciliationitem ({_QUOTED}) FROM STDIN"
-    with transaction.atomic(), raw_cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for start in range(0, len(data), 1 << 22):
-            copy.write(data[start : start + (1 << 22)])
+    with transaction.atomic(), raw_cursor() as cursor:
+        with cursor.copy(copy_sql) as copy:
+            for start in range(0, len(data), 1 << 22):
+                copy.write(data[start : start + (1 << 22)])
+        # ... and open, as expected_items_refresh makes them.
+        cursor.execute(
+            "INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)"
+            " SELECT source_id, id FROM reconciliation_reconciliationitem WHERE source_id = %s",
+            [source_id],
+        )
     item_statistics_refresh(len(internal))  # as expected_items_refresh does after creating as many
+
+
+def _external_by_status(source_id: int) -> dict[str, int]:
+    """External lines by where they stand: the result of their active match, or unmatched."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT COALESCE(m.result, 'UNMATCHED_EXTERNAL'), count(*)
+                 FROM reconciliation_reconciliationitem i
+                 LEFT JOIN reconciliation_reconciliationmatchitem mi ON mi.item_id = i.id AND mi.active
+                 LEFT JOIN reconciliation_reconciliationmatch m ON m.id = mi.match_id
+                WHERE i.source_id = %s AND i.side = 'EXTERNAL'
+                GROUP BY 1""",
+            [source_id],
+        )
+        return dict(cursor.fetchall())
 
 
 class Command(BaseCommand):
@@ -177,11 +198,8 @@ class Command(BaseCommand):
         result = reconciliation_run(source=source, actor=ACTOR, now_fn=timezone.now)
         matched = time.perf_counter()
 
-        items = ReconciliationItem.objects.filter(source=source)
-        statuses = dict(
-            items.filter(side=ItemSide.EXTERNAL).values_list("match_status").annotate(n=Count("id")).order_by()
-        )
-        internal_left = items.filter(side=ItemSide.INTERNAL, match_status=MatchStatus.UNMATCHED_INTERNAL).count()
+        statuses = _external_by_status(source.pk)
+        internal_left = ReconciliationOpenItem.objects.filter(source_id=source.pk, item__side=ItemSide.INTERNAL).count()
         total = matched - setup
         run_seconds = matched - imported
         figure = {

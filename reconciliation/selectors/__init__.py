@@ -1,0 +1,1 @@
+"""Read-side queries for the reconciliation screens. Screens read items' match state only through here."""
