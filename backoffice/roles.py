@@ -75,6 +75,7 @@ _PAYMENTS_READ = {
     "payments.view_paymentintent", "payments.view_paymentattempt", "payments.view_refund", "payments.view_payout",
     "payments.view_paymentevent", "payments.view_capabilityrestriction",
 }  # fmt: skip
+_PAYMENTS_TECHNICAL_READ = _PAYMENTS_READ - {"payments.view_customer", "payments.view_merchantbeneficiary"}
 # The provider side: raw and normalized events and inquiries (technical, no personal data in them).
 _PROVIDER_READ = {"payments.view_providereventraw", "payments.view_providereventnormalized",
                   "payments.view_providerinquiry"}  # fmt: skip
@@ -143,6 +144,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _APPROVALS_READ
         | _PAYMENTS_READ
         | {"payments.propose_restriction", "payments.propose_payout_hold", "approvals.propose_policy_change"}
+        | {"payments.view_restriction_reason"}
     ),
     "compliance_ops": frozenset(
         _CASE_TEAM
@@ -154,10 +156,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "payments.decide_merchant_change",
             "payments.decide_contact_change",
             "payments.reveal_customer_contact",
+            "payments.reveal_merchant_contact",
+            "payments.view_restriction_reason",
             "approvals.decide_policy_change",
         }
     ),
-    "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM | _PROVIDER_READ | _WEBHOOK_OPS),
+    # The payment timeline's technical side (states, references, correlation ids), never personal data:
+    # no customer or beneficiary reads, and the screens hide contact details from a user without them.
+    "sre": frozenset(
+        {"audit.view_auditevent"} | _CASE_TEAM | _PROVIDER_READ | _WEBHOOK_OPS | _PAYMENTS_TECHNICAL_READ
+    ),
     "auditor": frozenset(
         {"audit.view_auditevent", "audit.export_auditevent", "approvals.export_actionrequest"}
         | _LEDGER_READ
@@ -166,6 +174,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _PAYMENTS_READ
         | _PROVIDER_READ
         | _RECON_READ
+        | {"payments.view_restriction_reason"}
     ),
 }
 

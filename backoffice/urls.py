@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from backoffice.views import auth, health, home
+from backoffice.views import auth, health, home, metrics, search
 
 admin.site.site_header = "Payment back-office: admin"
 admin.site.site_title = "Back-office admin"
@@ -11,6 +11,9 @@ urlpatterns = [
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.MetricsView.as_view(), name="metrics"),
+    path("search/", search.SearchView.as_view(), name="search"),
+    path("payments/", include("payments.urls")),
     path("audit/", include("audit.urls")),
     path("ledger/", include("ledger.urls")),
     path("reconciliation/", include("reconciliation.urls")),

@@ -10,6 +10,10 @@ class PaymentsConfig(AppConfig):
 
         register_payment_actions()
 
+        from payments.views import register_screens
+
+        register_screens()
+
         from backoffice.demo import register_demo_seeder
         from payments.demo import payments_demo_seed
 

@@ -51,6 +51,8 @@ class Merchant(models.Model):
             ("decide_merchant_change", "Can decide merchant profile and beneficiary changes"),
             ("propose_restriction", "Can propose freezing or unfreezing a merchant capability"),
             ("decide_restriction", "Can decide freezing or unfreezing a merchant capability"),
+            ("view_restriction_reason", "Can see why a merchant capability is restricted"),
+            ("reveal_merchant_contact", "Can reveal a merchant's masked contact details (audited)"),
         ]
         constraints = [models.UniqueConstraint(fields=["public_id"], name="payments_merchant_public_id_unique")]
         indexes = [models.Index(fields=["name"], name="payments_merchant_name_idx")]

@@ -1,0 +1,1 @@
+"""Forms of the payment screens, one module per screen."""
