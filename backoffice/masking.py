@@ -23,9 +23,12 @@ SECRET_KEYS = frozenset(
 # Keys whose values are personal data: kept masked.
 PERSONAL_KEYS = frozenset({"email", "phone", "phone_number", "msisdn", "account_number", "iban", "tax_id"})
 
-# A run must stand on its own: digits glued to letters are part of an identifier (a provider's
-# hex reference, a ULID), not a card number, and masking them would corrupt the reference.
-_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
+_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Standing alone: no letter or digit glued to either side. A provider's document is masked with
+# this one: its hex references and ULIDs hold digit runs that can pass Luhn, and masking inside them
+# would corrupt the reference the payment is matched by. Operator input is checked with the wider
+# pattern above (a card number glued to letters is still refused there).
+_STANDALONE_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -40,24 +43,25 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def find_card_numbers(text: str) -> list[str]:
-    """Card-number-like sequences: 13-19 digits (spaces or dashes allowed) passing Luhn."""
+def find_card_numbers(text: str, *, standalone: bool = False) -> list[str]:
+    """Card-number-like sequences: 13-19 digits (spaces or dashes allowed) passing Luhn; with
+    `standalone`, only those with no letter or digit glued to either side."""
     found = []
-    for match in _DIGIT_RUN.finditer(text):
+    for match in (_STANDALONE_DIGIT_RUN if standalone else _DIGIT_RUN).finditer(text):
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             found.append(match.group())
     return found
 
 
-def mask_card_numbers(text: str) -> str:
+def mask_card_numbers(text: str, *, standalone: bool = False) -> str:
     def replace(match: re.Match) -> str:
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             return f"****{digits[-4:]}"
         return match.group()
 
-    return _DIGIT_RUN.sub(replace, text)
+    return (_STANDALONE_DIGIT_RUN if standalone else _DIGIT_RUN).sub(replace, text)
 
 
 def mask_email(value: str) -> str:

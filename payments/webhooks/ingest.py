@@ -48,7 +48,7 @@ ACCEPTED_ONCE = "payments_event_accepted_once"
 
 def _text(value: object) -> str:
     # jsonb cannot hold NUL; what arrived is still in the body bytes and its digest.
-    return mask_card_numbers(str(value).replace("\x00", "\ufffd"))
+    return mask_card_numbers(str(value).replace("\x00", "\ufffd"), standalone=True)
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -65,10 +65,12 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def _stored_body(body: bytes) -> bytes:
     text = body.decode("utf-8", errors="replace")
-    if not find_card_numbers(text):
+    # Standalone runs only: a provider's references (hex, ULIDs) hold digit runs that pass Luhn, and
+    # masking inside them would corrupt the reference the event is applied by.
+    if not find_card_numbers(text, standalone=True):
         return body
     logger.warning("a webhook body held what looks like a card number; it is stored masked")
-    return mask_card_numbers(text).encode("utf-8")
+    return mask_card_numbers(text, standalone=True).encode("utf-8")
 
 
 def _verdict(*, provider_code: str, headers: Mapping[str, str], body: bytes, received_at: dt.datetime) -> str:
@@ -94,7 +96,8 @@ def webhook_receive(
     # delivery so an investigation can find every delivery of an event.
     event_id = current_mapper(provider_code).event_id_of(body) if verdict != SignatureVerdict.UNKNOWN_PROVIDER else ""
     row = {
-        "provider_code": provider_code, "provider_event_id": mask_card_numbers(event_id), "received_at": received_at,
+        "provider_code": provider_code, "provider_event_id": mask_card_numbers(event_id, standalone=True),
+        "received_at": received_at,
         "headers": stored_headers(headers), "body": _stored_body(body),
         "body_sha256": hashlib.sha256(body).hexdigest(), "signature_verdict": verdict,
     }  # fmt: skip

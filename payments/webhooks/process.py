@@ -180,7 +180,7 @@ def _quarantine(
     now: dt.datetime,
 ) -> WebhookOutcome:  # fmt: skip
     code = (exc.code or "DOMAIN_ERROR")[:64]
-    message = mask_card_numbers(exc.message)[:MAX_MESSAGE]
+    message = mask_card_numbers(exc.message, standalone=True)[:MAX_MESSAGE]  # keeps references whole
     reference = _reference(event, exc, normalized)
     merchant_ref = normalized.merchant_ref if normalized is not None else getattr(exc, "merchant_ref", "")
     case_number = _report(event, code=code, message=message, reference=reference, merchant_ref=merchant_ref,

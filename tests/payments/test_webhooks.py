@@ -652,8 +652,13 @@ def test_a_provider_reference_holding_a_card_like_run_is_kept_as_sent(
     from payments.providers import simulator as simulator_module
 
     counter = iter(range(10, 100))
-    monkeypatch.setattr(simulator_module, "secrets",
-                        type("FixedSecrets", (), {"token_hex": staticmethod(lambda n: f"ab4111111111111111cd{next(counter)}")}))  # fmt: skip
+
+    class CardLikeTokens:
+        @staticmethod
+        def token_hex(nbytes: int) -> str:
+            return f"ab4111111111111111cd{next(counter)}"
+
+    monkeypatch.setattr(simulator_module, "secrets", CardLikeTokens)
     attempt = pending_attempt(adapter)
     assert "4111111111111111" in attempt.provider_reference
     sim.settle(attempt.public_id)
