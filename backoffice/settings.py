@@ -88,6 +88,9 @@ PAYMENTS_WEBHOOK_SECRETS = {
 }
 if not PRODUCTION:
     PAYMENTS_WEBHOOK_SECRETS.setdefault("sim", ["whsec_simulator_development_only"])
+# /metrics for a Prometheus scraper (no session): "Authorization: Bearer <token>". Empty turns token
+# access off; signed-in users with the audit read permission may always read it.
+METRICS_BEARER_TOKEN = ENV.get("METRICS_BEARER_TOKEN", "")
 PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = config.env_int(ENV, "WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 PAYMENTS_SIMULATOR_WEBHOOK_URL = ENV.get("PROVIDER_SIM_WEBHOOK_URL") or None
 # Attempts stuck in SENT_TO_PROVIDER or UNKNOWN_OUTCOME are asked about by the sweeper (beat, every
