@@ -22,8 +22,19 @@ class BackofficeConfig(AppConfig):
                 url_name="home",
                 permission=None,
                 section="Overview",
-                description="Your role and the screens you may use.",
+                description="Operations dashboard: what needs attention now.",
                 hotkey="h",
+            )
+        )
+        register_screen(
+            Screen(
+                key="search",
+                title="Search",
+                url_name="search",
+                permission=None,  # each kind of result is searched only with its own view permission
+                section="Overview",
+                description="Find a payment, refund, payout, journal, case, request, merchant or reference.",
+                hotkey="s",
             )
         )
         post_migrate.connect(_sync_roles_after_migrate, sender=self)
