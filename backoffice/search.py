@@ -33,7 +33,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Exists, F, Lookup, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, Lookup, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.urls import NoReverseMatch, reverse
 
 from backoffice.clock import business_timezone
@@ -200,6 +201,9 @@ def classify(query: str) -> Classification:
         LookupSpec("payment_attempt.provider_reference", "payment_attempt", how, "by provider reference", text),
         LookupSpec("refund.provider_reference", "refund", how, "by provider reference", text),
         LookupSpec("payout.provider_reference", "payout", how, "by provider reference", text),
+        # Every delivery naming it, mappable or not: how a payment whose answer was lost (we never
+        # learned the provider's reference) is found from the reference the provider quotes.
+        LookupSpec("provider_event.provider_reference", "provider_event", "exact", "by provider reference", text),
         LookupSpec("payment_intent.merchant_reference", "payment_intent", how, "by merchant reference", text),
         LookupSpec("merchant.name", "merchant", how, "by name", text),
         LookupSpec("statement_line.reference", "statement_line", "exact", "by bank reference", text),
@@ -561,17 +565,23 @@ def _action_requests(spec: LookupSpec, user) -> QuerySet:
 
 
 def _provider_events(spec: LookupSpec, user) -> QuerySet:
-    from payments.models import PaymentAttempt, ProviderEventNormalized, ProviderEventRaw
+    from payments.models import PaymentAttempt, ProviderEventNormalized, ProviderEventRaw, Refund
 
+    # The object it is about: as its newest mapping says, else as its body names it.
     latest_ref = (
         ProviderEventNormalized.objects.filter(raw_event=OuterRef("pk")).order_by("-pk").values("our_reference")[:1]
     )
-    intent = PaymentAttempt.objects.filter(public_id=Subquery(latest_ref)).values("payment_intent__public_id")[:1]
-    return (
-        ProviderEventRaw.objects.filter(public_id=spec.value)
-        .defer("body", "headers")
-        .annotate(intent_public_id=Subquery(intent))
+    qs = ProviderEventRaw.objects.defer("body", "headers").annotate(
+        about=Coalesce(Subquery(latest_ref), NullIf(F("our_reference"), Value("")))
     )
+    payment_of = [
+        model.objects.filter(public_id=OuterRef("about")).values("payment_intent__public_id")[:1]
+        for model in (PaymentAttempt, Refund)
+    ]
+    qs = qs.annotate(intent_public_id=Coalesce(*(Subquery(q) for q in payment_of)))
+    if spec.how == "id":
+        return qs.filter(public_id=spec.value)
+    return qs.filter(provider_reference=spec.value)
 
 
 def _breaks(spec: LookupSpec, user) -> QuerySet:
@@ -703,10 +713,15 @@ def _request_row(obj, visibility: Visibility) -> ResultRow:
 
 def _event_row(obj, visibility: Visibility) -> ResultRow:
     event_id = visibility.provider_reference(obj.provider_event_id)
+    detail = [f"signature {obj.signature_verdict}"]
+    if obj.provider_reference:
+        detail.insert(0, f"about {visibility.provider_reference(obj.provider_reference)}")
+    if obj.failure_code:
+        detail.append(obj.failure_code)
     return ResultRow(
         kind="provider_event", public_id=obj.public_id, title=f"{obj.provider_code} event {event_id}".strip(),
         status=obj.processing_status, created_at=obj.received_at, url=_payment_url(obj.intent_public_id or ""),
-        detail=f"signature {obj.signature_verdict}",
+        detail=" · ".join(detail),
     )  # fmt: skip
 
 

@@ -40,6 +40,11 @@ class ProviderEventRaw(models.Model):
     public_id = models.CharField(max_length=32)  # evt_...
     provider_code = models.CharField(max_length=32)
     provider_event_id = models.CharField(max_length=128, blank=True)  # as the body names it, when it parses
+    # The objects the body names (the provider's id and the one we sent), read when it parses and
+    # kept even when the event cannot be mapped: an operator holding only the provider's reference
+    # finds every delivery about it, and a payment's timeline shows deliveries nobody could apply.
+    provider_reference = models.CharField(max_length=128, blank=True, default="")
+    our_reference = models.CharField(max_length=64, blank=True, default="")
     received_at = models.DateTimeField()
     headers = models.JSONField()  # as received, minus credentials (Authorization, Cookie)
     body = models.BinaryField()
@@ -73,6 +78,10 @@ class ProviderEventRaw(models.Model):
         indexes = [
             models.Index(fields=["processing_status", "received_at"], name="payments_event_status_idx"),
             models.Index(fields=["provider_code", "provider_event_id"], name="payments_event_provider_idx"),
+            models.Index(
+                fields=["provider_reference"], condition=~Q(provider_reference=""), name="payments_event_provref_idx"
+            ),
+            models.Index(fields=["our_reference"], condition=~Q(our_reference=""), name="payments_event_ourref_idx"),
         ]
 
     def __str__(self) -> str:

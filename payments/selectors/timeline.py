@@ -190,17 +190,21 @@ def payment_state(*, public_id: str) -> PaymentState | None:
 
 def provider_event_of_payment(*, state: PaymentState, event_id: str) -> ProviderEventRaw | None:
     """A raw provider event of this payment (by our reference or the provider's), or None."""
-    ids, refs = _ids_and_refs(state.intent, state.attempts, state.refunds)
-    condition = (
-        Q(normalized__our_reference__in=ids)
-        | Q(normalized__provider_reference__in=refs)
-        | Q(
-            pk__in=PaymentEvent.objects.filter(payment_intent=state.intent, provider_event__isnull=False).values(
-                "provider_event_id"
-            )
-        )
-    )
+    condition = _events_of_payment(state.intent, state.attempts, state.refunds)
     return ProviderEventRaw.objects.defer("body", "headers").filter(condition, public_id=event_id).distinct().first()
+
+
+def _events_of_payment(intent, attempts, refunds) -> Q:
+    """Raw provider events about this payment: applied to it, mapped to one of its objects, or
+    naming one of them in their body (an event no mapper version could read included)."""
+    ids, refs = _ids_and_refs(intent, attempts, refunds)
+    from_events = PaymentEvent.objects.filter(payment_intent=intent, provider_event__isnull=False).values(
+        "provider_event_id"
+    )
+    condition = Q(normalized__our_reference__in=ids) | Q(our_reference__in=ids) | Q(pk__in=from_events)
+    if refs:
+        condition |= Q(normalized__provider_reference__in=refs) | Q(provider_reference__in=refs)
+    return condition
 
 
 def _ids_and_refs(intent, attempts, refunds) -> tuple[list[str], list[str]]:
@@ -360,13 +364,7 @@ def _object_entries(attempts, refunds, vis) -> list[TimelineEntry]:
 
 
 def _provider_events(intent, attempts, refunds, capped) -> list[ProviderEventRaw]:
-    ids, refs = _ids_and_refs(intent, attempts, refunds)
-    from_events = PaymentEvent.objects.filter(payment_intent=intent, provider_event__isnull=False).values(
-        "provider_event_id"
-    )
-    condition = Q(normalized__our_reference__in=ids) | Q(pk__in=from_events)
-    if refs:
-        condition |= Q(normalized__provider_reference__in=refs)
+    condition = _events_of_payment(intent, attempts, refunds)
     raw = ProviderEventRaw.objects.filter(pk__in=ProviderEventRaw.objects.filter(condition).values("pk"))
     return _capped(
         raw.defer("body", "headers").prefetch_related(
@@ -389,8 +387,10 @@ def _provider_event_entries(events, vis) -> list[TimelineEntry]:
             vis, kind="provider_event", anchor=e.public_id,
             at=(latest.occurred_at if latest and latest.occurred_at else e.received_at), received_at=e.received_at,
             source=f"Provider webhook ({e.provider_code})", actor=e.provider_code,
-            title=(latest.event_type if latest else "not mapped"), subject=latest.our_reference if latest else "",
-            correlation_id=e.provider_event_id, provider_reference=latest.provider_reference if latest else "",
+            title=(latest.event_type if latest else "not mapped"),
+            subject=latest.our_reference if latest else e.our_reference,
+            correlation_id=e.provider_event_id,
+            provider_reference=latest.provider_reference if latest else e.provider_reference,
             after=e.processing_status, order=e.pk, detail=detail,
             evidence=(Evidence(e.public_id, f"#{e.public_id}"),),
         ))  # fmt: skip

@@ -17,6 +17,9 @@ Headers are kept minus credentials (Authorization, Cookie, ...). A card number m
 stored: one found in the body or a header is masked to its last four digits before the row is
 written (the signature was checked on the bytes as received, and body_sha256 is of those bytes, so
 the row still proves which delivery it was).
+
+A verified delivery also keeps the references its body names (the provider's and ours), read
+before any mapping, so the event is found by the object it is about even if no mapper can read it.
 """
 
 from __future__ import annotations
@@ -95,8 +98,15 @@ def webhook_receive(
     # Only a provider whose format we know names its event ids; the id is kept even on a refused
     # delivery so an investigation can find every delivery of an event.
     event_id = current_mapper(provider_code).event_id_of(body) if verdict != SignatureVerdict.UNKNOWN_PROVIDER else ""
+    # The objects it is about only from a delivery the provider signed: a forged body could name any
+    # payment, and would then stand on that payment's timeline.
+    provider_reference, our_reference = (
+        current_mapper(provider_code).references_of(body) if verdict == SignatureVerdict.VALID else ("", "")
+    )
     row = {
         "provider_code": provider_code, "provider_event_id": mask_card_numbers(event_id, standalone=True),
+        "provider_reference": mask_card_numbers(provider_reference, standalone=True),
+        "our_reference": mask_card_numbers(our_reference, standalone=True),
         "received_at": received_at,
         "headers": stored_headers(headers), "body": _stored_body(body),
         "body_sha256": hashlib.sha256(body).hexdigest(), "signature_verdict": verdict,

@@ -27,6 +27,8 @@ from backoffice.money import CurrencyError, currency_exponent
 from payments.models import NormalizedEventType
 
 MAX_EVENT_ID_LENGTH = 128  # ProviderEventRaw.provider_event_id
+MAX_PROVIDER_REFERENCE_LENGTH = 128  # ProviderEventRaw.provider_reference
+MAX_OUR_REFERENCE_LENGTH = 64  # ProviderEventRaw.our_reference
 
 
 class WebhookMappingError(DomainError):
@@ -68,23 +70,44 @@ class WebhookMapper(abc.ABC):
     provider_code: ClassVar[str]
     version: ClassVar[str]
 
+    # The body's fields naming the provider's object and ours (None: the format names none).
+    PROVIDER_REFERENCE_FIELD: ClassVar[str | None] = None
+    OUR_REFERENCE_FIELD: ClassVar[str | None] = None
+
     def event_id_of(self, body: bytes) -> str:
         """The provider's id for the event, or "" when the body does not name one usably (the event
         is then stored without one, not deduplicated, and quarantined when it is mapped)."""
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return ""
-        value = document.get("id") if isinstance(document, dict) else None
-        # Read from bodies nobody has verified yet: anything but a short printable string (a NUL,
-        # which PostgreSQL text refuses, included) is no id at all.
-        if isinstance(value, str) and 0 < len(value.strip()) <= MAX_EVENT_ID_LENGTH and value.isprintable():
-            return value.strip()
-        return ""
+        return _usable_text(_document_of(body).get("id"), MAX_EVENT_ID_LENGTH)
+
+    def references_of(self, body: bytes) -> tuple[str, str]:
+        """(the provider's reference, our reference) as the body names them, "" for one it does not
+        name usably. Read like the event id, before any mapping, so an event no mapper version can
+        read is still found by the objects it is about."""
+        document = _document_of(body)
+        provider = _usable_text(document.get(self.PROVIDER_REFERENCE_FIELD), MAX_PROVIDER_REFERENCE_LENGTH)
+        ours = _usable_text(document.get(self.OUR_REFERENCE_FIELD), MAX_OUR_REFERENCE_LENGTH)
+        return provider, ours
 
     @abc.abstractmethod
     def map(self, body: bytes) -> NormalizedFields:
         """The normalized fields, or WebhookMappingError."""
+
+
+def _document_of(body: bytes) -> dict:
+    """The body as a JSON object, or {} when it is not one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _usable_text(value: Any, max_length: int) -> str:
+    # Read from bodies nobody has verified yet: anything but a short printable string (a NUL,
+    # which PostgreSQL text refuses, included) is no value at all.
+    if isinstance(value, str) and 0 < len(value.strip()) <= max_length and value.isprintable():
+        return value.strip()
+    return ""
 
 
 # --- the simulated provider ("sim") -------------------------------------------------------------
@@ -100,6 +123,8 @@ class SimMapperV1(WebhookMapper):
 
     provider_code = "sim"
     version = "v1"
+    PROVIDER_REFERENCE_FIELD = "provider_reference"
+    OUR_REFERENCE_FIELD = "merchant_reference"
     # type -> (object, {provider status: normalized type}); the status must agree with the type.
     TYPES: ClassVar[dict[str, tuple[str, dict[str, str]]]] = {
         "payment.succeeded": ("payment", {"succeeded": _E.PAYMENT_SUCCEEDED}),

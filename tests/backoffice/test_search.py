@@ -112,12 +112,13 @@ def world():
         (EMAIL, ["customer", "payment_intent"]),
         (PHONE, ["customer", "payment_intent"]),
         # A national number may also be a virtual-account or bank reference.
-        ("0812-345-6789", ["customer", "payment_intent", "payment_attempt", "refund", "payout", "payment_intent",
-                           "merchant", "statement_line"]),
-        ("ORD-1001", ["payment_attempt", "refund", "payout", "payment_intent", "merchant", "statement_line"]),
+        ("0812-345-6789", ["customer", "payment_intent", "payment_attempt", "refund", "payout", "provider_event",
+                           "payment_intent", "merchant", "statement_line"]),
+        ("ORD-1001", ["payment_attempt", "refund", "payout", "provider_event", "payment_intent", "merchant",
+                      "statement_line"]),
         # A Stripe-style pi_ that is not one of ours is a reference.
-        ("pi_3MtwBwLkdIwHu7ix28a3tqPa", ["payment_attempt", "refund", "payout", "payment_intent", "merchant",
-                                         "statement_line"]),
+        ("pi_3MtwBwLkdIwHu7ix28a3tqPa", ["payment_attempt", "refund", "payout", "provider_event", "payment_intent",
+                                         "merchant", "statement_line"]),
     ],
 )  # fmt: skip
 def test_the_box_recognises_what_was_typed(query, kinds):
