@@ -6,6 +6,8 @@
     return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
   }
   document.addEventListener("keydown", function (ev) {
+    // Escape leaves a field (pages that open with the cursor in a box), so the hotkeys work again.
+    if (ev.key === "Escape" && typing(ev.target) && ev.target.tagName !== "SELECT") { ev.target.blur(); return; }
     if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) { return; }
     if (ev.key === "/") {
       var first = document.querySelector(".filter-bar input, .filter-bar select");
