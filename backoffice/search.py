@@ -33,7 +33,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Exists, F, Lookup, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db import connection
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, NullIf
 from django.urls import NoReverseMatch, reverse
 
@@ -459,18 +461,6 @@ def _within(queryset: QuerySet, kind: str, date_from: dt.date | None, date_to: d
 # --- queries per kind -------------------------------------------------------------------------------
 
 
-class ILike(Lookup):
-    """`column ILIKE pattern`: the form a pg_trgm GIN index on the plain column serves (Django's
-    icontains compares UPPER(column::text), which that index does not)."""
-
-    lookup_name = "search_ilike"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} ILIKE {rhs}", (*lhs_params, *rhs_params)
-
-
 def contains_pattern(term: str) -> str:
     """A LIKE pattern matching `term` anywhere, its "%", "_" and "\\" taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -481,12 +471,24 @@ def _text_match(model, column: str, spec: LookupSpec) -> Q:
     """Whole-value matches; for a contains lookup, references containing the term only when none
     matches whole. One statement: the inside branch sits behind an uncorrelated NOT EXISTS, which
     PostgreSQL evaluates once, so a pasted complete reference never pays for the trigram scan (whose
-    cost grows with the trigrams the term shares with every row, "psp", "ord", "000")."""
-    whole = model.objects.filter(**{column: spec.value})
+    cost grows with the trigrams the term shares with every row, "psp", "ord", "000").
+
+    The inside branch is `column ILIKE pattern`, the form a pg_trgm GIN index on the plain column
+    serves (Django's icontains compares UPPER(column::text), which that index does not). The
+    subquery is written out: composed from querysets (a union, an Exists), it cost the page more
+    Python time to build and compile than PostgreSQL spends running it."""
     if spec.how != "contains":
         return Q(**{column: spec.value})
-    inside = model.objects.filter(ILike(F(column), contains_pattern(str(spec.value)))).filter(~Exists(whole))
-    return Q(pk__in=whole.values("pk").union(inside.values("pk"), all=True))
+    quote = connection.ops.quote_name
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    col = quote(model._meta.get_field(column).column)
+    sql = (
+        f"SELECT {pk} FROM {table} WHERE {col} = %s"  # noqa: S608 (names from the model, values as parameters)
+        f" UNION ALL SELECT {pk} FROM {table} WHERE {col} ILIKE %s"
+        f" AND NOT EXISTS (SELECT 1 FROM {table} WHERE {col} = %s)"
+    )
+    value = str(spec.value)
+    return Q(pk__in=RawSQL(sql, (value, contains_pattern(value), value)))  # noqa: S611 (values as parameters)
 
 
 def _payment_intents(spec: LookupSpec, user) -> QuerySet:
@@ -718,6 +720,8 @@ def _event_row(obj, visibility: Visibility) -> ResultRow:
         detail.insert(0, f"about {visibility.provider_reference(obj.provider_reference)}")
     if obj.failure_code:
         detail.append(obj.failure_code)
+    if obj.intent_public_id:
+        detail.append(f"payment {obj.intent_public_id}")
     return ResultRow(
         kind="provider_event", public_id=obj.public_id, title=f"{obj.provider_code} event {event_id}".strip(),
         status=obj.processing_status, created_at=obj.received_at, url=_payment_url(obj.intent_public_id or ""),
