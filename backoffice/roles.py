@@ -163,9 +163,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ),
     # The payment timeline's technical side (states, references, correlation ids), never personal data:
     # no customer or beneficiary reads, and the screens hide contact details from a user without them.
-    "sre": frozenset(
-        {"audit.view_auditevent"} | _CASE_TEAM | _PROVIDER_READ | _WEBHOOK_OPS | _PAYMENTS_TECHNICAL_READ
-    ),
+    "sre": frozenset({"audit.view_auditevent"} | _CASE_TEAM | _PROVIDER_READ | _WEBHOOK_OPS | _PAYMENTS_TECHNICAL_READ),
     "auditor": frozenset(
         {"audit.view_auditevent", "audit.export_auditevent", "approvals.export_actionrequest"}
         | _LEDGER_READ

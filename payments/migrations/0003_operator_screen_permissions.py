@@ -4,14 +4,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0002_database_integrity'),
+        ("payments", "0002_database_integrity"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='merchant',
-            options={'default_permissions': ('view',), 'permissions': [('propose_merchant_change', 'Can propose merchant profile and beneficiary changes'), ('decide_merchant_change', 'Can decide merchant profile and beneficiary changes'), ('propose_restriction', 'Can propose freezing or unfreezing a merchant capability'), ('decide_restriction', 'Can decide freezing or unfreezing a merchant capability'), ('view_restriction_reason', 'Can see why a merchant capability is restricted'), ('reveal_merchant_contact', "Can reveal a merchant's masked contact details (audited)")]},
+            name="merchant",
+            options={
+                "default_permissions": ("view",),
+                "permissions": [
+                    ("propose_merchant_change", "Can propose merchant profile and beneficiary changes"),
+                    ("decide_merchant_change", "Can decide merchant profile and beneficiary changes"),
+                    ("propose_restriction", "Can propose freezing or unfreezing a merchant capability"),
+                    ("decide_restriction", "Can decide freezing or unfreezing a merchant capability"),
+                    ("view_restriction_reason", "Can see why a merchant capability is restricted"),
+                    ("reveal_merchant_contact", "Can reveal a merchant's masked contact details (audited)"),
+                ],
+            },
         ),
     ]
