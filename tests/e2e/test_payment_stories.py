@@ -35,7 +35,7 @@ from tests.factories import payments
 from tests.payments.test_webhooks import SimMapperV2
 
 API_KEY = "sk_test_e2e"
-READ_TIMEOUT = 0.25
+READ_TIMEOUT = 1.0  # generous: the live server, the browser and the simulator share two cores
 TIMES_OUT = 1_250_091  # the simulator records it succeeded, then holds the answer past our read timeout
 SETTLES_LATER = 1_250_092  # answered "pending"; settled when the test says so
 EMAIL = "dewi.lestari@example.co.id"
@@ -44,7 +44,7 @@ PHONE = "+6281298765432"
 
 @pytest.fixture(scope="module")
 def simulator():
-    handle = start_simulator(api_key=API_KEY, timeout_delay=0.8, settle_delay=3600, auto_webhooks="off")
+    handle = start_simulator(api_key=API_KEY, timeout_delay=2.5, settle_delay=3600, auto_webhooks="off")
     yield handle
     handle.stop()
 
