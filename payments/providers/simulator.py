@@ -265,6 +265,9 @@ class _Simulator:
         self.webhooks: deque[WebhookDelivery] = deque(maxlen=HISTORY_LIMIT)
         self.timers: dict[str, threading.Timer] = {}
         self.forced_failures: list[int] = []
+        # Bumped by a reset: a delivery still in flight across it belongs to the history it started
+        # in, and is not recorded into the fresh one.
+        self.generation = 0
 
     # --- creation -----------------------------------------------------------------------------
 
@@ -462,6 +465,8 @@ class _Simulator:
         timestamp: int | None = None,
         url: str | None = None,
     ) -> WebhookDelivery:
+        with self.lock:
+            generation = self.generation
         body, headers = self.signed(event=event, secret=secret, timestamp=timestamp)
         target = url or self.config.webhook_url
         delivery = WebhookDelivery(
@@ -472,7 +477,8 @@ class _Simulator:
         else:
             delivery = _post(delivery=delivery, timeout=self.config.webhook_timeout)
         with self.lock:
-            self.webhooks.append(delivery)
+            if generation == self.generation:
+                self.webhooks.append(delivery)
         return delivery
 
     # --- reads --------------------------------------------------------------------------------
@@ -754,6 +760,7 @@ class SimulatorHandle:
             self._sim.received.clear()
             self._sim.webhooks.clear()
             self._sim.forced_failures.clear()
+            self._sim.generation += 1
 
     def fail_next(self, count: int = 1, *, http_status: int = 503) -> None:
         """Answer the next `count` requests with `http_status` without processing them."""

@@ -80,6 +80,7 @@ class _Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ReceiverHandler)
         self.deliveries: queue.Queue = queue.Queue()
         self.answer_status = 200
+        self.release: threading.Event | None = None  # when set to an Event, answers wait for it
 
     @property
     def url(self) -> str:
@@ -95,6 +96,8 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.deliveries.put({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+        if self.server.release is not None:
+            self.server.release.wait(5)
         self.send_response(self.server.answer_status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -622,6 +625,25 @@ class TestWebhooks:
         assert paid.provider_status == "paid"
         assert (event["type"], event["merchant_reference"]) == ("payout.returned", req.payout_id)
         assert (queried.status, queried.provider_status) == (ProviderStatus.FAILED, "returned")
+
+    def test_a_delivery_in_flight_across_a_reset_is_not_recorded_in_the_fresh_history(
+        self, adapter, simulator, webhooks
+    ):
+        payment = adapter.create_payment(payment_request(amount_minor=1000))
+        webhooks.release = threading.Event()
+        try:
+            sending = threading.Thread(
+                target=simulator.send_webhook, args=("payment.succeeded", payment.provider_reference)
+            )
+            sending.start()
+            webhooks.deliveries.get(timeout=2)  # received; the simulator still waits for the answer
+            simulator.reset()
+            webhooks.release.set()
+            sending.join(timeout=5)
+        finally:
+            webhooks.release = None
+        assert not sending.is_alive()
+        assert simulator.webhooks_sent() == []
 
     def test_a_signed_event_can_be_built_without_sending(self, adapter, simulator):
         payment = adapter.create_payment(payment_request(amount_minor=1000))
