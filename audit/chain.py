@@ -1,9 +1,10 @@
 """How an audit event is hashed. Shared by the writer and the verifier, so they cannot drift.
 
-An event's content hash covers every column except its chain position (seq, prev_hash, hash);
-its chain hash is sha256(prev_hash + content_hash). The content hash is computed in Python before
-the chain lock is taken; the chain link (lock, head, sequence, chain hash) is one database
-function, `audit_chain_link`, so the lock is held for one statement and the commit.
+An event's content hash covers every column except its chain position (seq, lane, prev_hash, hash);
+its chain hash is sha256(prev_hash + content_hash), prev_hash being the hash of the previous event in
+its lane. The content hash is computed in Python before any lock is taken; the chain link (a lane's
+lock, its head, sequence, chain hash) is one database function, `audit_chain_link`, so the lock is
+held for one statement and the commit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ CONTENT_FIELDS = (
     "correlation_id", "event_type", "action_type", "target_type", "target_id", "reason_code",
     "reason_text", "case_ref", "approval_ref", "result", "error_code", "error_message", "before", "after",
 )  # fmt: skip
-HASHED_FIELDS = ("seq", *CONTENT_FIELDS, "prev_hash")
+HASHED_FIELDS = ("seq", "lane", *CONTENT_FIELDS, "prev_hash")
 
 
 def _timestamp(value: dt.datetime) -> str:

@@ -1,8 +1,8 @@
 """The audit trail: structured, append-only, hash-chained events (invariant 8).
 
 Rows are written only by `audit.services.audit_record`. PostgreSQL refuses UPDATE and DELETE on
-the table (see migration 0002), and every row carries the hash of the one before it, so an
-altered or removed row is found by `manage.py audit_verify`.
+the table (see migration 0002), and every row carries the hash of the one before it in its chain
+lane, so an altered or removed row is found by `manage.py audit_verify`.
 """
 
 from django.contrib.postgres.fields import ArrayField
@@ -16,11 +16,16 @@ class AuditResult(models.TextChoices):
 
 
 GENESIS_HASH = "0" * 64
+# The chain is kept in this many lanes, each a hash chain of its own (ADR 0001): concurrent writers
+# take different lanes instead of queuing on one head. Fixed in the database (audit_chain_lane).
+CHAIN_LANES = 16
 
 
 class AuditEvent(models.Model):
-    # The chain position. Assigned under the chain lock, so ascending seq is chain order.
+    # The position. Assigned under the lane's lock, so within a lane ascending seq is chain order.
     seq = models.BigIntegerField(primary_key=True)
+    # Which chain lane the event links into (its prev_hash is the previous event of the same lane).
+    lane = models.SmallIntegerField(db_default=0)
     event_id = models.CharField(max_length=32)  # unique: audit_event_id_unique
     occurred_at = models.DateTimeField()
     actor = models.CharField(max_length=150, help_text="username, system:<name> or anonymous")
@@ -53,6 +58,8 @@ class AuditEvent(models.Model):
         permissions = [("export_auditevent", "Can export audit events as CSV")]
         indexes = [
             models.Index(fields=["occurred_at"], name="audit_occurred_at_idx"),
+            # The head of a lane: its newest event (read under the lane's lock by every writer).
+            models.Index(fields=["lane", "seq"], name="audit_lane_seq_idx"),
             models.Index(fields=["actor", "seq"], name="audit_actor_seq_idx"),
             models.Index(fields=["target_type", "target_id", "seq"], name="audit_target_seq_idx"),
             models.Index(fields=["event_type", "seq"], name="audit_event_type_seq_idx"),

@@ -25,7 +25,7 @@ from backoffice.ids import new_public_id
 from backoffice.masking import find_card_numbers, mask_card_numbers, mask_snapshot
 from backoffice.prepared import execute_prepared
 
-_INSERT_COLUMNS = (*CONTENT_FIELDS, "seq", "prev_hash", "hash")
+_INSERT_COLUMNS = (*CONTENT_FIELDS, "seq", "prev_hash", "hash", "lane")
 # In INSERT ... SELECT the parameters are typed by their casts, not by the target columns.
 _CASTS = {"occurred_at": "timestamptz", "actor_user_id": "bigint", "actor_roles": "varchar[]",
           "before": "jsonb", "after": "jsonb"}  # fmt: skip
@@ -52,8 +52,9 @@ class PreparedEvent:
         where = f" WHERE {only_if}" if only_if else ""
         return (
             f"INSERT INTO audit_auditevent ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608 (column names are constants)
-            f" SELECT {values}, l.link_seq, l.link_prev, l.link_hash FROM audit_chain_link(%({p}digest)s) AS l{where}"
-            " RETURNING seq, prev_hash, hash"
+            f" SELECT {values}, l.link_seq, l.link_prev, l.link_hash, l.link_lane"
+            f" FROM audit_chain_link(%({p}digest)s) AS l{where}"
+            " RETURNING seq, prev_hash, hash, lane"
         )
 
     def params(self) -> dict[str, Any]:
@@ -68,17 +69,36 @@ class PreparedEvent:
         values[f"{self.prefix}digest"] = self.digest
         return values
 
-    def as_written(self, seq: int, prev_hash: str, chain_hash: str) -> AuditEvent:
-        event = AuditEvent(**self.fields, seq=seq, prev_hash=prev_hash, hash=chain_hash)
+    def as_written(self, seq: int, prev_hash: str, chain_hash: str, lane: int) -> AuditEvent:
+        event = AuditEvent(**self.fields, seq=seq, prev_hash=prev_hash, hash=chain_hash, lane=lane)
         event._state.adding = False
         return event
+
+
+_RESULTS = frozenset(AuditResult.values)
+
+
+def _json_native(value: Any) -> bool:
+    """Whether a JSON round trip would give `value` back unchanged (strings, whole numbers, booleans,
+    None, lists and string-keyed dicts of them), so it can be skipped."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is list:
+        return all(map(_json_native, value))
+    if kind is dict:
+        return all(type(k) is str for k in value) and all(map(_json_native, value.values()))
+    return False
 
 
 def _json_safe(value: Any) -> Any:
     """Snapshots are stored as jsonb; normalise them first so the hash sees what the row holds."""
     if value is None:
         return None
-    return json.loads(json.dumps(mask_snapshot(value), cls=DjangoJSONEncoder))
+    masked = mask_snapshot(value)
+    if _json_native(masked):
+        return masked
+    return json.loads(json.dumps(masked, cls=DjangoJSONEncoder))
 
 
 def audit_prepare(
@@ -101,7 +121,7 @@ def audit_prepare(
 ) -> PreparedEvent:
     """Build an event (masked, with its content hash) without writing it. The content hash is
     computed here, before the chain lock is taken, so the lock covers one statement and the commit."""
-    if result not in AuditResult.values:
+    if result not in _RESULTS:
         raise ValueError(f"unknown audit result {result!r}")
     ctx = current()
     who = actor or ctx.actor
@@ -135,10 +155,11 @@ def audit_record(**event: Any) -> AuditEvent:
     """Append one event to the hash chain, inside the caller's transaction (arguments as for
     `audit_prepare`).
 
-    Guarantees: the event commits or rolls back with the caller's effect; events form one strict
-    chain even with concurrent writers (the chain head is serialised by a transaction-scoped
-    advisory lock, held until the caller commits, so call this as the last write of a command);
-    snapshots are masked. Outside a transaction it runs in one of its own (a refusal's record).
+    Guarantees: the event commits or rolls back with the caller's effect; each chain lane stays one
+    strict chain even with concurrent writers (the lane's head is serialised by a transaction-scoped
+    advisory lock, held until the caller commits, so call this as the last write of a command; all
+    events of one transaction link into the same lane); snapshots are masked. Outside a
+    transaction it runs in one of its own (a refusal's record).
     """
     prepared = audit_prepare(**event)
     with transaction.atomic(savepoint=False):
@@ -316,8 +337,8 @@ _FINAL_CASTS = {"actor_roles": "::varchar[]", "before": "::jsonb", "after": "::j
 
 def audit_record_many(events: Sequence[PreparedEvent] | PreparedBatch) -> int:
     """Append many prepared events in one statement, chained in the order given, inside the
-    caller's transaction (for set-based commands: one event per row they changed). The chain lock
-    is taken once (audit_chain_link_many, migration 0005).
+    caller's transaction (for set-based commands: one event per row they changed). One lane's lock
+    is taken once (audit_chain_link_many, migration 0009).
 
     A field the events share is sent once; the others as arrays, zipped row by row with the chain
     links (ROWS FROM), bound on the server."""
@@ -341,9 +362,9 @@ def audit_record_many(events: Sequence[PreparedEvent] | PreparedBatch) -> int:
         select.append(f"u.{name}{_FINAL_CASTS.get(name, '')}")
     sql = (
         f"INSERT INTO audit_auditevent ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608 (column names are constants)
-        f" SELECT {', '.join(select)}, u.link_seq, u.link_prev, u.link_hash"
+        f" SELECT {', '.join(select)}, u.link_seq, u.link_prev, u.link_hash, u.link_lane"
         f" FROM ROWS FROM ({', '.join([*arrays, 'audit_chain_link_many(%(digests)b::text[])'])})"
-        f" AS u({', '.join([*names, 'ord', 'link_seq', 'link_prev', 'link_hash'])})"
+        f" AS u({', '.join([*names, 'ord', 'link_seq', 'link_prev', 'link_hash', 'link_lane'])})"
     )
     with transaction.atomic(savepoint=False):
         connection.ensure_connection()

@@ -23,7 +23,7 @@ def audit_chain_verify() -> dict:
                 event_type="audit.chain_verified",
                 target_type="audit_chain",
                 target_id="main",
-                after={"events_checked": report.events_checked},
+                after={"events_checked": report.events_checked, "lanes": len(report.heads)},
                 now=timezone.now(),
             )
         else:

@@ -68,7 +68,7 @@ class AuditEventDetailView(ScreenPermissionMixin, TemplateView):
 EXPORT_HEADER = [
     "seq", "event_id", "occurred_at_utc", "actor", "actor_roles", "correlation_id", "event_type",
     "action_type", "target_type", "target_id", "reason_code", "reason_text", "case_ref",
-    "approval_ref", "result", "error_code", "error_message", "prev_hash", "hash",
+    "approval_ref", "result", "error_code", "error_message", "lane", "prev_hash", "hash",
 ]  # fmt: skip
 
 
@@ -94,7 +94,7 @@ class AuditEventExportView(ScreenPermissionMixin, View):
         rows = (
             [e.seq, e.event_id, e.occurred_at.isoformat(), e.actor, " ".join(e.actor_roles), e.correlation_id,
              e.event_type, e.action_type, e.target_type, e.target_id, e.reason_code, e.reason_text, e.case_ref,
-             e.approval_ref, e.result, e.error_code, e.error_message, e.prev_hash, e.hash]
+             e.approval_ref, e.result, e.error_code, e.error_message, e.lane, e.prev_hash, e.hash]
             for e in audit_event_export_rows(filters=filters)
         )  # fmt: skip
         response = StreamingHttpResponse(csv_lines(EXPORT_HEADER, rows), content_type="text/csv; charset=utf-8")

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 from django.core.management import call_command
@@ -9,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
 from audit.context import audit_context
-from audit.models import GENESIS_HASH, AuditEvent, AuditResult
+from audit.models import CHAIN_LANES, GENESIS_HASH, AuditEvent, AuditResult
 from audit.services import audit_record
 from audit.verification import chain_verify
 from backoffice.actors import system_actor
@@ -59,9 +60,10 @@ class TestAppendOnly:
 @pytest.mark.django_db
 class TestChain:
     def test_events_link_to_their_predecessor(self):
-        before = AuditEvent.objects.order_by("-seq").first()
         first, second = record(2)
+        before = AuditEvent.objects.filter(lane=first.lane, seq__lt=first.seq).order_by("-seq").first()
         assert first.prev_hash == (before.hash if before else GENESIS_HASH)
+        assert second.lane == first.lane  # no other writer: the connection keeps its lane
         assert second.prev_hash == first.hash
         assert second.seq > first.seq
         assert chain_verify().intact
@@ -170,6 +172,98 @@ def test_concurrent_writers_produce_one_intact_chain():
     assert errors == []
     events = list(AuditEvent.objects.filter(event_type="test.concurrent").order_by("seq"))
     assert len(events) == writers * per_writer
-    assert len({e.prev_hash for e in AuditEvent.objects.all()}) == AuditEvent.objects.count()  # no fork
+    # No fork: within a lane no two events link to the same predecessor.
+    links = list(AuditEvent.objects.values_list("lane", "prev_hash"))
+    assert len(set(links)) == len(links)
+    # The writers did not queue on one head: eight writers released together spread over lanes.
+    assert len({e.lane for e in events}) > 1
     report = chain_verify()
     assert report.intact, report.problem
+    assert report.events_checked == AuditEvent.objects.count()
+
+
+LANE_LOCK_CLASS = 0x61756469  # the chain lanes' advisory lock space (audit migration 0009)
+
+
+class _LaneHolder:
+    """Another session holding chain lanes, as busy writers would between their insert and commit."""
+
+    def __init__(self, lanes):
+        import psycopg
+
+        self.conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        for lane in lanes:
+            self.conn.execute("SELECT pg_advisory_lock(%s, %s)", [LANE_LOCK_CLASS, lane])
+
+    def release(self):
+        self.conn.execute("SELECT pg_advisory_unlock_all()")
+        self.conn.close()
+
+
+@pytest.mark.concurrency
+@pytest.mark.django_db(transaction=True)
+class TestLanes:
+    def test_a_transactions_events_link_into_one_lane(self):
+        holder = _LaneHolder(range(CHAIN_LANES - 2))  # two lanes free: the transaction could straddle them
+        try:
+            with transaction.atomic():
+                events = record(4)
+        finally:
+            holder.release()
+        assert {e.lane for e in events} == {events[0].lane}
+        assert events[0].lane >= CHAIN_LANES - 2
+        assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+        assert chain_verify().intact
+
+    def test_a_taken_lane_is_skipped_without_waiting(self):
+        holder = _LaneHolder(range(CHAIN_LANES - 1))
+        try:
+            started = time.monotonic()
+            (event,) = record()
+            waited = time.monotonic() - started
+        finally:
+            holder.release()
+        assert event.lane == CHAIN_LANES - 1
+        assert waited < 2  # it did not queue behind the held lanes (they are never released before the end)
+        assert event.prev_hash == GENESIS_HASH or AuditEvent.objects.filter(hash=event.prev_hash).exists()
+        assert chain_verify().intact
+
+    def test_with_every_lane_taken_a_writer_waits_instead_of_forking(self):
+        holder = _LaneHolder(range(CHAIN_LANES))
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                record()
+                done.set()
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            assert not done.wait(0.5), "the writer appended while every lane was held"
+        finally:
+            holder.release()
+        writer.join(10)
+        assert errors == [] and done.is_set()
+        assert chain_verify().intact
+
+    def test_a_deletion_inside_another_lane_is_named(self):
+        holder = _LaneHolder(range(CHAIN_LANES - 1))
+        try:
+            events = record(3)
+        finally:
+            holder.release()
+        assert {e.lane for e in events} == {CHAIN_LANES - 1}
+        record(2)  # events in the writer's usual lane, around the tampering
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_immutable")
+            cursor.execute("DELETE FROM audit_auditevent WHERE seq = %s", [events[1].seq])
+            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_immutable")
+        report = chain_verify()
+        assert report.broken_seq == events[2].seq
+        assert f"lane {CHAIN_LANES - 1}" in report.problem

@@ -13,4 +13,6 @@ class Command(BaseCommand):
                 f"audit chain BROKEN at event seq={report.broken_seq} id={report.broken_event_id}: "
                 f"{report.problem}. {report.events_checked} events before it are intact."
             )
-        self.stdout.write(f"audit chain intact: {report.events_checked} events, head {report.head_hash}")
+        self.stdout.write(f"audit chain intact: {report.events_checked} events in {len(report.heads)} lane(s)")
+        for lane, head in sorted(report.heads.items()):
+            self.stdout.write(f"  lane {lane:>2}: head {head}")
