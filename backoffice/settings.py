@@ -55,6 +55,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Hot write paths prepare their statements per connection (backoffice/prepared.py); turn off behind
 # a transaction-pooling proxy, which cannot keep a prepared statement between transactions.
 DATABASE_PREPARED_STATEMENTS = config.env_bool(ENV, "DATABASE_PREPARED_STATEMENTS", True)
+if DATABASE_PREPARED_STATEMENTS:
+    # Prepared statements keep one generic plan (why: backoffice/prepared.py). A startup option, so
+    # only where prepared statements are on: a transaction-pooling proxy may refuse startup options.
+    _options = _database.setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 
 # --- case evidence -----------------------------------------------------------------------------
 # Evidence files live outside any web-served directory, under names the server chooses; they are

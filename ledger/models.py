@@ -161,14 +161,14 @@ class LedgerJournal(models.Model):
     `posting_xact` (the transaction that posted it, migration 0006), used only by the trigger that
     refuses entries for a journal an earlier transaction posted."""
 
-    public_id = models.CharField(max_length=32, unique=True)
+    public_id = models.CharField(max_length=32)  # unique: ledger_journal_public_id_unique
     journal_type = models.CharField(max_length=48)
     source_type = models.CharField(max_length=48)
     source_id = models.CharField(max_length=128)
     accounting_date = models.DateField()
     posted_at = models.DateTimeField()
     description = models.CharField(max_length=300, blank=True)
-    idempotency_key = models.CharField(max_length=160, unique=True)
+    idempotency_key = models.CharField(max_length=160)  # unique: ledger_journal_idempotency_key_unique
     request_hash = models.CharField(max_length=64)
     reverses = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by",
@@ -193,6 +193,12 @@ class LedgerJournal(models.Model):
             models.Index(fields=["accounting_date"], name="ledger_journal_date_idx"),
             models.Index(fields=["case_ref"], name="ledger_journal_case_idx", condition=~Q(case_ref="")),
         ]
+        constraints = [
+            # Unique as constraints, not `unique=True` fields: those also build a pattern-ops index
+            # each, for LIKE searches nobody makes; every posting paid for maintaining both.
+            models.UniqueConstraint(fields=["public_id"], name="ledger_journal_public_id_unique"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_journal_idempotency_key_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id
@@ -200,7 +206,8 @@ class LedgerJournal(models.Model):
 
 class LedgerEntry(models.Model):
     journal = models.ForeignKey(LedgerJournal, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    # No index of its own: ledger_entry_account_idx (account, id) serves every lookup by account.
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False)
     direction = models.CharField(max_length=6, choices=Direction.choices)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)

@@ -36,7 +36,7 @@ from backoffice.actors import Actor
 from backoffice.errors import DomainError, IdempotencyConflict, ValidationFailed
 from backoffice.ids import new_public_id
 from backoffice.money import CurrencyError, currency_exponent
-from backoffice.prepared import execute_prepared
+from backoffice.prepared import array_literal, execute_prepared
 from ledger.errors import AccountNotOpen, AlreadyReversed, InsufficientFunds, LedgerBusy, UnbalancedJournal
 from ledger.models import Direction, LedgerAccount, LedgerJournal
 
@@ -208,7 +208,8 @@ def _parameters(
     pairs = sorted(account_currencies)
     params["account_ids"] = [account_id for account_id, _ in pairs]
     params["account_currencies"] = [currency for _, currency in pairs]
-    return params
+    # Sent as array literals, cast by the statement (backoffice/prepared.py says why).
+    return {name: value if name == "batch_ref" else array_literal(value) for name, value in params.items()}
 
 
 def _refusal_from_database(exc: DatabaseError) -> DomainError | None:
