@@ -1,6 +1,7 @@
 """Proof that the ledger is whole: balanced journals, projections equal to entries, reversals that
 mirror what they reverse. Set-based SQL in one snapshot: one pass over the entries per journal,
-one per account, and the reversals."""
+one per account, and the reversals; an exact per-currency look only at the journals the first pass
+could not clear."""
 
 from __future__ import annotations
 
@@ -9,8 +10,26 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-# One pass over the entries per journal: every journal whose entries are missing, fewer than two,
-# or unbalanced in some currency (the left join finds journals with no entries at all).
+# One pass over the entries, grouped by journal alone (a narrow key: grouping by journal and currency
+# cost twice as much): how many journals have entries, and the journals worth a closer look: fewer
+# than two entries, debits and credits that differ, or more than one currency (such a journal may be
+# balanced in each, or not: the exact check below decides).
+_JOURNAL_SUSPECTS = """
+SELECT count(*), coalesce(array_agg(journal_id) FILTER (WHERE n < 2 OR signed <> 0 OR lo <> hi), '{}')
+  FROM (SELECT journal_id, count(*) AS n,
+               sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE -amount_minor END) AS signed,
+               min(currency COLLATE "C") AS lo, max(currency COLLATE "C") AS hi
+          FROM ledger_ledgerentry GROUP BY journal_id) AS t
+"""
+
+# Journals with no entry at all, looked for only when fewer journals have entries than exist.
+_JOURNALS_WITHOUT_ENTRIES = """
+SELECT j.id FROM ledger_ledgerjournal j
+ WHERE NOT EXISTS (SELECT 1 FROM ledger_ledgerentry e WHERE e.journal_id = j.id)
+"""
+
+# The exact check, per journal and currency, of the suspects: each journal whose entries are missing,
+# fewer than two, or unbalanced in some currency.
 _JOURNAL_BREACHES = """
 SELECT j.public_id, t.currency, coalesce(t.debits, 0), coalesce(t.credits, 0),
        coalesce(sum(t.n) OVER (PARTITION BY j.id), 0) AS entries
@@ -19,8 +38,10 @@ SELECT j.public_id, t.currency, coalesce(t.debits, 0), coalesce(t.credits, 0),
                     sum(CASE WHEN direction = 'DEBIT' THEN amount_minor ELSE 0 END) AS debits,
                     sum(CASE WHEN direction = 'CREDIT' THEN amount_minor ELSE 0 END) AS credits,
                     count(*) AS n
-               FROM ledger_ledgerentry GROUP BY journal_id, currency) AS t ON t.journal_id = j.id
- WHERE t.journal_id IS NULL OR t.n < 2 OR t.debits <> t.credits
+               FROM ledger_ledgerentry WHERE journal_id = ANY(%s) GROUP BY journal_id, currency) AS t
+         ON t.journal_id = j.id
+ WHERE j.id = ANY(%s) AND (t.journal_id IS NULL OR t.n < 2 OR t.debits <> t.credits)
+ ORDER BY j.id, t.currency
 """
 
 # One pass per account: stored projections against their entries, and non-negative accounts.
@@ -46,7 +67,7 @@ SELECT a.code, a.is_hot, b.account_id IS NOT NULL AS has_projection,
 _BAD_REVERSALS = """
 SELECT r.public_id, o.public_id
   FROM ledger_ledgerjournal r JOIN ledger_ledgerjournal o ON o.id = r.reverses_id
- WHERE EXISTS (
+ WHERE r.reverses_id IS NOT NULL AND EXISTS (
         (SELECT account_id, CASE direction WHEN 'DEBIT' THEN 'CREDIT' ELSE 'DEBIT' END, amount_minor, currency
            FROM ledger_ledgerentry WHERE journal_id = o.id
          EXCEPT ALL
@@ -87,7 +108,12 @@ def ledger_verify() -> LedgerReport:
             "SELECT (SELECT count(*) FROM ledger_ledgerjournal), (SELECT count(*) FROM ledger_ledgeraccount)"
         )
         report.journals, report.accounts = cursor.fetchone()
-        cursor.execute(_JOURNAL_BREACHES)
+        cursor.execute(_JOURNAL_SUSPECTS)
+        with_entries, suspects = cursor.fetchone()
+        if with_entries != report.journals:
+            cursor.execute(_JOURNALS_WITHOUT_ENTRIES)
+            suspects += [jid for (jid,) in cursor.fetchall()]
+        cursor.execute(_JOURNAL_BREACHES, [suspects, suspects])
         for ref, currency, debits, credits, entries in cursor.fetchall():
             if entries < 2:
                 report.breaches.append(f"journal {ref} has {entries} entries; a journal needs at least two")

@@ -148,3 +148,55 @@ class TestVerify:
         breaches = ledger_verify().breaches
         assert f"journal {journal.public_id} is unbalanced in IDR: debits 500, credits 400" in breaches
         assert any(b.startswith("account 2100-IDR-m_v: stored balance differs") for b in breaches)
+
+
+class TestVerifyFindsWhatTheFirstPassCannotClear:
+    """ledger_verify clears most journals in one pass grouped by journal; these breaches each need
+    its second, exact look (or its count of journals with entries)."""
+
+    def _as_attacker(self, statement: str, params: list) -> None:
+        sql("SET CONSTRAINTS ALL IMMEDIATE")  # run the pending commit-time checks first
+        sql("ALTER TABLE ledger_ledgerentry DISABLE TRIGGER ledger_entry_immutable")
+        sql(statement, params)
+        sql("ALTER TABLE ledger_ledgerentry ENABLE TRIGGER ledger_entry_immutable")
+
+    def _fx_journal(self):
+        from ledger.services import PostingLine, Source, journal_post
+        from tests.factories.ledger import ACTOR, now
+
+        idr_cash, idr_payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_fx")
+        usd_cash, usd_payable = account("BANK_CASH", "USD"), account("MERCHANT_PAYABLE", "USD", owner="m_fx")
+        return journal_post(
+            lines=[PostingLine(idr_cash.pk, "DEBIT", 90, "IDR"), PostingLine(idr_payable.pk, "CREDIT", 90, "IDR"),
+                   PostingLine(usd_cash.pk, "DEBIT", 100, "USD"), PostingLine(usd_payable.pk, "CREDIT", 100, "USD")],
+            journal_type="FX_TEST", source=Source("test", "fx"), accounting_date=now().date(),
+            idempotency_key="fx-1", actor=ACTOR, now=now(),
+        )  # fmt: skip
+
+    def test_a_journal_balanced_in_each_of_two_currencies_is_clean(self):
+        self._fx_journal()
+        assert ledger_verify().breaches == []
+
+    def test_two_currencies_unbalanced_in_opposite_ways_are_both_named(self):
+        # Debits and credits still agree in total (100 + 90 both ways): only a per-currency look sees it.
+        journal = self._fx_journal()
+        self._as_attacker(
+            "UPDATE ledger_ledgerentry SET amount_minor = CASE currency WHEN 'IDR' THEN 100 ELSE 90 END"
+            " WHERE journal_id = %s AND direction = 'CREDIT'",
+            [journal.pk],
+        )
+        breaches = [b for b in ledger_verify().breaches if b.startswith("journal")]
+        assert breaches == [
+            f"journal {journal.public_id} is unbalanced in IDR: debits 90, credits 100",
+            f"journal {journal.public_id} is unbalanced in USD: debits 100, credits 90",
+        ]
+
+    def test_a_journal_left_with_one_entry_is_named(self):
+        journal = credit_merchant("m_v", 500)
+        self._as_attacker("DELETE FROM ledger_ledgerentry WHERE journal_id = %s AND direction = 'DEBIT'", [journal.pk])
+        assert f"journal {journal.public_id} has 1 entries; a journal needs at least two" in ledger_verify().breaches
+
+    def test_a_journal_left_with_no_entries_is_named(self):
+        journal = credit_merchant("m_v", 500)
+        self._as_attacker("DELETE FROM ledger_ledgerentry WHERE journal_id = %s", [journal.pk])
+        assert f"journal {journal.public_id} has 0 entries; a journal needs at least two" in ledger_verify().breaches
