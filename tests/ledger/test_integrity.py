@@ -200,3 +200,12 @@ class TestVerifyFindsWhatTheFirstPassCannotClear:
         journal = credit_merchant("m_v", 500)
         self._as_attacker("DELETE FROM ledger_ledgerentry WHERE journal_id = %s", [journal.pk])
         assert f"journal {journal.public_id} has 0 entries; a journal needs at least two" in ledger_verify().breaches
+
+
+@pytest.mark.parametrize("function", ["ledger_entries_currency_match", "ledger_journal_check_balanced"])
+def test_integrity_triggers_never_plan_a_scan_of_the_whole_history(function):
+    # Planned once per connection: a plan made while the tables were nearly empty would otherwise
+    # read every journal on every posting (migration 0011).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = %s", [function])
+        assert cursor.fetchone()[0] == ["enable_seqscan=off"]

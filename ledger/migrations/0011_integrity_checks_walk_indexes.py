@@ -1,0 +1,23 @@
+"""The ledger's integrity triggers look journals and entries up by key, and must keep doing so
+however the tables' statistics stood when their plan was made.
+
+A trigger function's queries are planned once per connection and the plan is kept. On a young
+database (a fresh install, the first minute before autovacuum's first ANALYZE) the planner saw a
+nearly empty journal table and chose to scan it whole: every posting then read every journal, and
+posting slowed down as the table grew (3,000 postings on a fresh database read 4.5 million journal
+rows). With sequential scans off inside these two functions their lookups always walk the primary
+key and journal indexes; the tables they scan on purpose (the statement's own new entries) are not
+relations and are unaffected."""
+
+from django.db import migrations
+
+FUNCTIONS = ("ledger_entries_currency_match()", "ledger_journal_check_balanced()")
+
+FORWARD = "".join(f"ALTER FUNCTION {name} SET enable_seqscan = off;\n" for name in FUNCTIONS)
+BACKWARD = "".join(f"ALTER FUNCTION {name} RESET enable_seqscan;\n" for name in FUNCTIONS)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ledger", "0010_balanced_check_in_one_query")]
+
+    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
