@@ -118,8 +118,10 @@ def _validate(request: JournalRequest) -> None:
 
 # One statement writes a batch: the accounts check (a database function that raises before any row
 # is produced), the journals (a key already used inserts nothing), the entries of the journals it
-# inserted, and the balance deltas of those entries, applied after locking the projection rows in
-# ascending account id. Hot accounts keep no projection (ADR 0003), so nobody queues on them.
+# inserted, and the balance deltas of those entries, applied by ledger_apply_deltas (migration 0012),
+# which locks the projection rows in ascending account id and always looks them up by key (a plan made
+# once per connection must not hash whole tables). Hot accounts keep no projection (ADR 0003), so
+# nobody queues on them.
 _POST_BATCH = """
 WITH lines AS MATERIALIZED (
     SELECT * FROM unnest(%(line_key)s::text[], %(line_account)s::bigint[], %(line_direction)s::text[],
@@ -144,39 +146,28 @@ WITH lines AS MATERIALIZED (
     RETURNING journal_id
 ), deltas AS (
     SELECT l.account_id,
-           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'DEBIT'), 0) AS debit,
-           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'CREDIT'), 0) AS credit
-      FROM lines l
-      JOIN journals j USING (idempotency_key)
-      JOIN ledger_ledgeraccount a ON a.id = l.account_id AND NOT a.is_hot
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'DEBIT'), 0)::bigint AS debit,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.direction = 'CREDIT'), 0)::bigint AS credit
+      FROM lines l JOIN journals j USING (idempotency_key)
      GROUP BY l.account_id
-), locked AS MATERIALIZED (
-    SELECT b.account_id FROM ledger_ledgerbalance b
-     WHERE b.account_id IN (SELECT account_id FROM deltas)
-     ORDER BY b.account_id
-       FOR UPDATE
-), applied AS (
-    UPDATE ledger_ledgerbalance AS b
-       SET debit_total_minor = b.debit_total_minor + d.debit,
-           credit_total_minor = b.credit_total_minor + d.credit,
-           balance_minor = b.balance_minor + (d.debit - d.credit) * b.normal_sign,
-           version = b.version + 1
-      FROM locked JOIN deltas d USING (account_id)
-     WHERE b.account_id = locked.account_id
-    RETURNING b.account_id
+), applied AS MATERIALIZED (
+    SELECT ledger_apply_deltas(array_agg(account_id ORDER BY account_id), array_agg(debit ORDER BY account_id),
+                               array_agg(credit ORDER BY account_id)) AS accounts
+      FROM deltas
 )
 {audit_cte}
 SELECT j.id, j.idempotency_key,
-       (SELECT count(*) FROM deltas) AS accounts_to_apply,
-       (SELECT count(*) FROM applied) AS accounts_applied,
+       (SELECT accounts FROM applied) AS accounts_applied,
        (SELECT count(*) FROM entries) AS entries_written
   FROM journals j
 """
 # A single journal's audit event is written by the same statement, only when the journal is new.
 _AUDIT_CTE = ", audited AS ({insert})"
 
-# SQLSTATEs raised by ledger_accounts_postable (migration 0004).
-_ACCOUNT_REFUSALS = {"LG001": ValidationFailed, "LG002": ValidationFailed, "LG003": AccountNotOpen}
+# SQLSTATEs raised by ledger_accounts_postable (migration 0004) and ledger_apply_deltas (0012).
+_ACCOUNT_REFUSALS = {
+    "LG001": ValidationFailed, "LG002": ValidationFailed, "LG003": AccountNotOpen, "LG004": DomainError,
+}  # fmt: skip
 
 
 def _parameters(
@@ -252,9 +243,7 @@ def _insert_batch(
         raise refusal from exc
     inserted = {key: jid for jid, key, *_ in rows}
     if rows:
-        _, _, to_apply, applied, entries_written = rows[0]
-        if applied != to_apply:
-            raise DomainError("a ledger account has no balance projection; run ledger_verify")
+        _, _, _, entries_written = rows[0]
         if entries_written != sum(len(r.lines) for r in ordered if r.idempotency_key in inserted):
             raise DomainError("the entries written do not match the journals posted")
     existing = [r for r in ordered if r.idempotency_key not in inserted]

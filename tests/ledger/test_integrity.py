@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from backoffice.errors import DomainError
 from ledger.models import LedgerBalance, LedgerEntry, LedgerJournal
 from ledger.verification import ledger_verify
 from tests.factories.ledger import account, credit_merchant, transfer
@@ -202,10 +203,22 @@ class TestVerifyFindsWhatTheFirstPassCannotClear:
         assert f"journal {journal.public_id} has 0 entries; a journal needs at least two" in ledger_verify().breaches
 
 
-@pytest.mark.parametrize("function", ["ledger_entries_currency_match", "ledger_journal_check_balanced"])
+@pytest.mark.parametrize(
+    "function", ["ledger_entries_currency_match", "ledger_journal_check_balanced", "ledger_accounts_postable"]
+)
 def test_integrity_triggers_never_plan_a_scan_of_the_whole_history(function):
     # Planned once per connection: a plan made while the tables were nearly empty would otherwise
     # read every journal on every posting (migration 0011).
     with connection.cursor() as cursor:
         cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = %s", [function])
         assert cursor.fetchone()[0] == ["enable_seqscan=off"]
+
+
+def test_a_posting_to_an_account_whose_projection_is_missing_is_refused_whole():
+    cash, payable = account("BANK_CASH"), account("MERCHANT_PAYABLE", owner="m_gone")
+    sql("DELETE FROM ledger_ledgerbalance WHERE account_id = %s", [payable.pk])  # a damaged database
+    journals, entries = LedgerJournal.objects.count(), LedgerEntry.objects.count()
+    with pytest.raises(DomainError, match="no balance projection; run ledger_verify"):
+        transfer(cash, payable, 100)
+    assert (LedgerJournal.objects.count(), LedgerEntry.objects.count()) == (journals, entries)
+    assert LedgerBalance.objects.get(pk=cash.pk).balance_minor == 0
