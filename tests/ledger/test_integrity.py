@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from audit.models import AuditEvent
 from backoffice.errors import DomainError
 from ledger.models import LedgerBalance, LedgerEntry, LedgerJournal
 from ledger.verification import ledger_verify
@@ -222,3 +223,5 @@ def test_a_posting_to_an_account_whose_projection_is_missing_is_refused_whole():
         transfer(cash, payable, 100)
     assert (LedgerJournal.objects.count(), LedgerEntry.objects.count()) == (journals, entries)
     assert LedgerBalance.objects.get(pk=cash.pk).balance_minor == 0
+    refusal = AuditEvent.objects.filter(event_type="ledger.journal_refused").latest("seq")
+    assert refusal.result == "REFUSED" and "no balance projection" in refusal.error_message
