@@ -165,9 +165,12 @@ class ReconciliationItem(models.Model):
 
     side = models.CharField(max_length=8, choices=ItemSide.choices)
     # Indexed through recon_item_source_reference and recon_item_one_per_file_line (no index of their own).
-    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="items", db_index=False)
+    # Checked per statement, not per row (migration 0006): a file's million items refer to
+    # one source and one file.
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="items", db_index=False,
+                               db_constraint=False)  # fmt: skip
     statement_file = models.ForeignKey(StatementFile, on_delete=models.PROTECT, null=True, blank=True,
-                                       related_name="items", db_index=False)  # fmt: skip
+                                       related_name="items", db_index=False, db_constraint=False)  # fmt: skip
     line_no = models.IntegerField(null=True, blank=True)  # external: position in the file
     internal_type = models.CharField(max_length=32, blank=True)  # internal: payment_attempt, refund, payout, ...
     internal_id = models.CharField(max_length=64, blank=True)  # internal: pa_..., rf_..., po_..., lj_...
@@ -345,13 +348,17 @@ class ReconciliationMatch(models.Model):
     amount left over and the tolerance that allowed it. Undoing a match (unmatch) keeps the row."""
 
     public_id = models.CharField(max_length=32)  # rm_...
-    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="matches")
-    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, null=True, blank=True, related_name="matches")
+    # References checked per statement (migration 0006): a run's million matches name one
+    # source and one run.
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="matches",
+                               db_constraint=False)  # fmt: skip
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, null=True, blank=True, related_name="matches",
+                            db_constraint=False)  # fmt: skip
     rule_code = models.CharField(max_length=48, blank=True)
     rule_version = models.PositiveIntegerField(null=True, blank=True)
     # Indexed only where set (recon_match_decision): a run writes up to a million matches without one.
     decision = models.ForeignKey("ReconciliationManualDecision", on_delete=models.PROTECT, null=True, blank=True,
-                                 related_name="matches", db_index=False)  # fmt: skip
+                                 related_name="matches", db_index=False, db_constraint=False)  # fmt: skip
     shape = models.CharField(max_length=12, choices=MatchShape.choices)
     result = models.CharField(max_length=20, choices=MatchStatus.choices)
     confidence = models.DecimalField(max_digits=4, decimal_places=3)  # 0.000 - 1.000
@@ -401,9 +408,11 @@ class ReconciliationBreak(models.Model):
     automatic match (naming its rule) or by a decision; reopened when that match is undone."""
 
     public_id = models.CharField(max_length=32)  # rb_...
-    item = models.ForeignKey(ReconciliationItem, on_delete=models.PROTECT, related_name="breaks")
+    # References checked per statement (migration 0006).
+    item = models.ForeignKey(ReconciliationItem, on_delete=models.PROTECT, related_name="breaks", db_constraint=False)
     # Indexed through recon_break_queue (source first).
-    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="breaks", db_index=False)
+    source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="breaks", db_index=False,
+                               db_constraint=False)  # fmt: skip
     break_type = models.CharField(max_length=20, choices=MatchStatus.choices)
     amount_minor = models.BigIntegerField()  # the amount at stake (the item's, or the delta of a mismatch)
     currency = models.CharField(max_length=3)
@@ -416,7 +425,7 @@ class ReconciliationBreak(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     # Indexed only where set (recon_break_closed_by_match).
     closed_by_match = models.ForeignKey(ReconciliationMatch, on_delete=models.PROTECT, null=True, blank=True,
-                                        related_name="closed_breaks", db_index=False)  # fmt: skip
+                                        related_name="closed_breaks", db_index=False, db_constraint=False)  # fmt: skip
     closing_note = models.CharField(max_length=200, blank=True)
     version = models.PositiveIntegerField(default=1)
 

@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -185,12 +186,14 @@ _COPY_MEMBERSHIPS = "COPY reconciliation_reconciliationmatchitem (match_id, item
 
 def _reserve_match_ids(n: int) -> list[int]:
     """n ids from the match table's sequence (nextval: safe whoever else takes ids meanwhile)."""
-    sql = (
-        "COPY (SELECT nextval(pg_get_serial_sequence('reconciliation_reconciliationmatch', 'id')) "
-        "FROM generate_series(1, %s)) TO STDOUT"
-    )
-    with raw_cursor() as cursor, cursor.copy(sql, [n]) as copy:
-        text = b"".join(bytes(block) for block in copy)
+    with raw_cursor() as cursor:
+        # The sequence is named once: pg_get_serial_sequence inside the SELECT list is evaluated per
+        # row, and cost seven times the nextval calls themselves.
+        cursor.execute("SELECT pg_get_serial_sequence('reconciliation_reconciliationmatch', 'id')::regclass::oid")
+        sequence = cursor.fetchone()[0]
+        sql = "COPY (SELECT nextval(%s::oid::regclass) FROM generate_series(1, %s)) TO STDOUT"
+        with cursor.copy(sql, [sequence, n]) as copy:
+            text = b"".join(bytes(block) for block in copy)
     return [int(value) for value in text.split()]
 
 
@@ -319,36 +322,18 @@ def reconciliation_run(
             lock_source_for_matching(source.pk)
             mark = lap("lock", clock)
             rules = _rules(source)
+            # The run's millions of small objects live only inside _match_and_write: they are freed (by
+            # reference counting: they hold no cycles) before the collector runs again, which would
+            # otherwise walk all of them, several times over, in the statements that follow.
             with gc_paused():
-                items = _load_items(source.pk)
-                mark = lap("load", mark)
-                engine = Engine(items)
-                outcome = engine.apply(rules)
-                mark = lap("match", mark)
-                leftovers = [i for i in engine.externals if not i.taken]
-                originals: dict[tuple[str, int, str], str | Match] = dict(_earlier_originals(source.pk, leftovers))
-                for match in outcome.matches:
-                    for e in match.external:
-                        if e.reference:
-                            originals.setdefault((e.reference, e.amount, e.currency), match)
-                found = duplicates(leftovers, originals)
-                matches = outcome.matches + found
-                per_rule = {**outcome.per_rule, DUPLICATE_RULE[0]: len(found)}
-                mark = lap("duplicates", mark)
-                now = now_fn()
-                left = [i for i in items if not i.taken]
-                _write(source, run, matches, now=now, timings=timings)
-                mark = lap("write", mark)
-                unexplained = [(i.id, i.external, i.amount, i.currency, _date(i.day)) for i in left]
-            synced = _breaks_sync(source=source, run=run, actor=actor, now=now, left=unexplained)
+                now, made = _match_and_write(source, run, rules, now_fn=now_fn, lap=lap, mark=mark, timings=timings)
+            mark = time.monotonic()
+            synced = _breaks_sync(source=source, run=run, actor=actor, now=now, left=made.unexplained)
             mark = lap("breaks", mark)
-            results: dict[str, int] = {}
-            for match in matches:
-                results[match.result] = results.get(match.result, 0) + 1
             run.succeed()
             run.finished_at = now_fn()
-            run.items_considered = len(items)
-            run.matches_made = len(matches)
+            run.items_considered = made.considered
+            run.matches_made = made.matches
             run.breaks_opened, run.breaks_closed = synced.opened, synced.closed
             run.seconds = round(time.monotonic() - clock, 3)
             run.save(update_fields=["status", "finished_at", "items_considered", "matches_made", "breaks_opened",
@@ -356,9 +341,9 @@ def reconciliation_run(
             audit_record(
                 event_type="reconciliation.run_finished", actor=actor, action_type="RECONCILIATION_RUN",
                 target_type="reconciliation_run", target_id=run.public_id, now=run.finished_at,
-                after={"source": source.code, "items_considered": len(items), "matches": len(matches),
-                       "by_rule": per_rule, "by_result": results, "unmatched_external": sum(i.external for i in left),
-                       "unmatched_internal": sum(not i.external for i in left), "breaks_opened": synced.opened,
+                after={"source": source.code, "items_considered": made.considered, "matches": made.matches,
+                       "by_rule": made.per_rule, "by_result": made.results, "unmatched_external": made.left_external,
+                       "unmatched_internal": made.left_internal, "breaks_opened": synced.opened,
                        "breaks_closed": synced.closed, "seconds": run.seconds},
             )  # fmt: skip
             mark = lap("record", mark)
@@ -368,6 +353,54 @@ def reconciliation_run(
         raise
     run.timings = timings  # what the benchmark prints; not stored
     return run
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What a run's matching leaves for the rest of the run: counts, and the items it left open."""
+
+    considered: int
+    matches: int
+    per_rule: dict[str, int]
+    results: dict[str, int]
+    left_external: int
+    left_internal: int
+    unexplained: list[tuple[int, bool, int, str, dt.date]]
+
+
+def _match_and_write(
+    source: ReconciliationSource, run: ReconciliationRun, rules: list[Rule], *, now_fn: Callable[[], dt.datetime],
+    lap: Callable[[str, float], float], mark: float, timings: dict[str, float],
+) -> tuple[dt.datetime, _Made]:  # fmt: skip
+    """Load the source's open items, apply the rules and the duplicate check, write the result."""
+    items = _load_items(source.pk)
+    mark = lap("load", mark)
+    engine = Engine(items)
+    outcome = engine.apply(rules)
+    mark = lap("match", mark)
+    leftovers = [i for i in engine.externals if not i.taken]
+    originals: dict[tuple[str, int, str], str | Match] = dict(_earlier_originals(source.pk, leftovers))
+    for match in outcome.matches:
+        for e in match.external:
+            if e.reference:
+                originals.setdefault((e.reference, e.amount, e.currency), match)
+    found = duplicates(leftovers, originals)
+    matches = outcome.matches + found
+    per_rule = {**outcome.per_rule, DUPLICATE_RULE[0]: len(found)}
+    mark = lap("duplicates", mark)
+    now = now_fn()
+    left = [i for i in items if not i.taken]
+    _write(source, run, matches, now=now, timings=timings)
+    lap("write", mark)
+    results: dict[str, int] = {}
+    for match in matches:
+        results[match.result] = results.get(match.result, 0) + 1
+    left_external = sum(i.external for i in left)
+    return now, _Made(
+        considered=len(items), matches=len(matches), per_rule=per_rule, results=results,
+        left_external=left_external, left_internal=len(left) - left_external,
+        unexplained=[(i.id, i.external, i.amount, i.currency, _date(i.day)) for i in left],
+    )  # fmt: skip
 
 
 def _run_failed(run: ReconciliationRun, exc: Exception, *, actor: Actor, now: dt.datetime, seconds: float) -> None:

@@ -8,6 +8,7 @@ import pytest
 from django.db import IntegrityError, InternalError, ProgrammingError, connection, transaction
 
 from reconciliation.models import (
+    ReconciliationBreak,
     ReconciliationItem,
     ReconciliationMatch,
     ReconciliationMatchItem,
@@ -15,7 +16,7 @@ from reconciliation.models import (
     SourceKind,
     StatementFile,
 )
-from reconciliation.services.common import index_walk_only
+from reconciliation.services.common import index_walk_only, raw_cursor
 from tests.factories import reconciliation as recon
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +112,96 @@ def test_an_error_inside_an_index_walk_surfaces_as_itself():
         connection.cursor() as cursor,
     ):
         cursor.execute("SELECT * FROM no_such_table")
+
+
+# --- references checked per statement (migration 0006) ------------------------------------------------
+
+_MISSING = 987_654_321
+
+
+def _copy(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    text = "".join("\t".join("\\N" if v is None else str(v) for v in row) + "\n" for row in rows)
+    with raw_cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        copy.write(text.encode())
+
+
+def test_every_unconstrained_reference_of_items_matches_and_breaks_is_checked():
+    """A foreign key without a database constraint on these tables must have its statement check
+    (insert) and its row check (update), or nothing would stop a dangling reference."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT c.relname, t.tgname, encode(t.tgargs, 'escape') FROM pg_trigger t
+                 JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname LIKE 'recon_%%_references_%%'"""
+        )
+        arguments = {(table, name.rsplit("_", 1)[1]): args for table, name, args in cursor.fetchall()}
+    for model in (ReconciliationItem, ReconciliationMatch, ReconciliationBreak):
+        table = model._meta.db_table
+        unconstrained = [f for f in model._meta.concrete_fields if f.is_relation and not f.db_constraint]
+        assert unconstrained, table
+        for field in unconstrained:
+            expected = f"{field.column}\\000{field.related_model._meta.db_table}\\000"
+            for event in ("insert", "update"):
+                assert expected in arguments[(table, event)], (table, field.column, event)
+
+
+def test_a_copy_of_items_naming_a_missing_file_or_source_is_refused_whole(matched):
+    src, _, line, _ = matched
+    before = ReconciliationItem.objects.count()
+    columns = ("side", "source_id", "statement_file_id", "line_no", "kind", "amount_minor", "currency",
+               "value_date", "reference", '"references"', "created_at", "internal_type", "internal_id", "counterparty",
+               "description", "batch_id", "reversal")  # fmt: skip
+    good = ("EXTERNAL", src.pk, line.statement_file_id, 900, "CREDIT", 100, "IDR", "2026-03-02", "r", "{}", recon.T0,
+            "", "", "", "", "", "f")  # fmt: skip
+    dangling_file = (*good[:2], _MISSING, 901, *good[4:])
+    dangling_source = (good[0], _MISSING, good[2], 901, *good[4:])
+    for bad, column in ((dangling_file, "statement_file_id"), (dangling_source, "source_id")):
+        with pytest.raises(IntegrityError, match=f"{column}={_MISSING} is not present"), transaction.atomic():
+            _copy("reconciliation_reconciliationitem", columns, [good, bad])
+        assert ReconciliationItem.objects.count() == before  # neither row: the statement is refused whole
+
+
+def test_a_match_or_break_naming_a_missing_row_is_refused(matched):
+    src, match, line, _ = matched
+    matches, breaks = ReconciliationMatch.objects.count(), ReconciliationBreak.objects.count()
+    with (
+        pytest.raises(IntegrityError, match=f"run_id={_MISSING} is not present"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            """INSERT INTO reconciliation_reconciliationmatch (public_id, source_id, run_id, rule_code, rule_version,
+                   shape, result, confidence, amount_delta_minor, currency, tolerance, state, created_at, unmatched_by)
+               VALUES ('rm_DANGLING', %s, %s, 'x', 1, 'ONE_TO_ONE', 'MATCHED', 1, 0, 'IDR', '{}', 'ACTIVE', now(),
+                       '')""",
+            [src.pk, _MISSING],
+        )
+    with pytest.raises(IntegrityError, match=f"item_id={_MISSING} is not present"), transaction.atomic():
+        ReconciliationBreak.objects.create(
+            public_id="rb_DANGLING", item_id=_MISSING, source=src, break_type="UNMATCHED_EXTERNAL", amount_minor=1,
+            currency="IDR", business_date=recon.T0.date(), owner_team="finance_ops", opened_at=recon.T0,
+        )  # fmt: skip
+    assert (ReconciliationMatch.objects.count(), ReconciliationBreak.objects.count()) == (matches, breaks)
+    # An update that moves a reference is checked too; one that leaves it alone is not bothered.
+    rb = ReconciliationBreak.objects.create(
+        public_id="rb_REAL", item=line, source=src, break_type="DUPLICATE", amount_minor=1, currency="IDR",
+        business_date=recon.T0.date(), owner_team="finance_ops", opened_at=recon.T0,
+    )  # fmt: skip
+    with pytest.raises(IntegrityError, match=f"closed_by_match_id={_MISSING}"), transaction.atomic():
+        ReconciliationBreak.objects.filter(pk=rb.pk).update(closed_by_match_id=_MISSING)
+    with pytest.raises(IntegrityError, match=f"source_id={_MISSING}"), transaction.atomic():
+        ReconciliationMatch.objects.filter(pk=match.pk).update(source_id=_MISSING)
+    ReconciliationBreak.objects.filter(pk=rb.pk).update(closed_by_match_id=match.pk, closing_note="checked")
+    assert ReconciliationBreak.objects.filter(pk=rb.pk).values_list("closed_by_match_id", "closing_note").get() == (
+        match.pk, "checked",
+    )  # fmt: skip
+    assert ReconciliationMatch.objects.get(pk=match.pk).source_id == src.pk
+
+
+def test_referenced_rows_are_kept_with_their_ids(matched):
+    """What a foreign key also gave: the row a reference names cannot go away or change its id."""
+    src, match, line, _ = matched
+    refused("DELETE FROM reconciliation_reconciliationsource WHERE id = %s", [src.pk])
+    for table, pk in (("reconciliationsource", src.pk), ("reconciliationrun", match.run_id),
+                      ("reconciliationmatch", match.pk), ("statementfile", line.statement_file_id)):  # fmt: skip
+        assert "changing the id" in refused(f"UPDATE reconciliation_{table} SET id = id + 1000000 WHERE id = %s", [pk])
+    assert ReconciliationMatch.objects.get(pk=match.pk).run_id == match.run_id
