@@ -79,6 +79,8 @@ class Match:
     internal: list[Item]
     # DUPLICATE: the original's match (the public id of an earlier run's, or a Match of this run)
     duplicate_of: str | Match | None = None
+    pk: int = 0  # given when the run writes the match
+    public_id: str = ""
 
     @property
     def items(self) -> list[Item]:

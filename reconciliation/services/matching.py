@@ -217,21 +217,26 @@ def _write(
 
     ids = _reserve_match_ids(len(matches))
     names = public_ids("rm", len(matches))
-    db_id: dict[int, int] = {}
-    public: dict[int, str] = {}
     for match, pk, name in zip(matches, ids, names, strict=True):
-        db_id[id(match)], public[id(match)] = pk, name
+        match.pk, match.public_id = pk, name
     created = now.isoformat()
     run_id = str(run.pk) if run is not None else "\\N"
-    # In item id order: the DELETE and the index insertions then walk their indexes front to back.
-    taken = sorted((item.id, db_id[id(match)], item.external) for match in matches for item in match.items)
+    # Memberships in match order (ascending match ids: the primary key's index is appended to); the
+    # items' own order needs no sort, the DELETE below finds them by key either way.
+    memberships = [
+        f"{match.pk}\t{item.id}\t{'t' if item.external else 'f'}\tt\n"
+        for match in matches for item in (*match.external, *match.internal)
+    ]  # fmt: skip
+    taken = [item.id for match in matches for item in match.external] + [
+        item.id for match in matches for item in match.internal
+    ]
     lap("prepare")
     with raw_cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS pg_temp.recon_taken")
         cursor.execute("CREATE TEMPORARY TABLE recon_taken (item_id bigint PRIMARY KEY) ON COMMIT DROP")
         with cursor.copy("COPY recon_taken (item_id) FROM STDIN") as copy:
-            for start in range(0, len(taken), 100_000):
-                copy.write("".join([f"{row[0]}\n" for row in taken[start : start + 100_000]]).encode())
+            for start in range(0, len(taken), 200_000):
+                copy.write("\n".join(map(str, taken[start : start + 200_000])).encode() + b"\n")
         cursor.execute("ANALYZE recon_taken")
         # Compare-and-set: the run takes an item by removing it from the open items. An item another
         # writer took since the run read it is not there any more, and the count falls short.
@@ -248,21 +253,22 @@ def _write(
                 "the run is rolled back"
             )
         with cursor.copy(_COPY_MATCHES) as copy:
+            rule_columns = {}  # rule -> its code and version as COPY text, once per rule rather than per match
             buffer = []
             for match in matches:
-                if match.rule is not None:
-                    code, version = match.rule.code, match.rule.version
-                else:
-                    code, version = DUPLICATE_RULE
+                rule = rule_columns.get(id(match.rule))  # rules are held by the run: their ids are stable
+                if rule is None:
+                    code, version = (match.rule.code, match.rule.version) if match.rule is not None else DUPLICATE_RULE
+                    rule = rule_columns[id(match.rule)] = f"{copy_text(code)}\t{version}"
                 tolerance = match.tolerance
                 if match.duplicate_of is not None:
                     original = match.duplicate_of
-                    tolerance = {"duplicate_of": original if isinstance(original, str) else public[id(original)]}
+                    tolerance = {"duplicate_of": original if isinstance(original, str) else original.public_id}
+                tolerance = copy_text(json.dumps(tolerance, separators=(",", ":"))) if tolerance else "{}"
                 buffer.append(
-                    f"{db_id[id(match)]}\t{public[id(match)]}\t{source.pk}\t{run_id}\t{copy_text(code)}\t{version}\t"
-                    f"\\N\t{match.shape}\t{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t"
-                    f"{copy_text(json.dumps(tolerance, separators=(',', ':')))}\t{MatchState.ACTIVE}\t{created}\t"
-                    f"\\N\t\n"
+                    f"{match.pk}\t{match.public_id}\t{source.pk}\t{run_id}\t{rule}\t\\N\t{match.shape}\t"
+                    f"{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t{tolerance}\t"
+                    f"{MatchState.ACTIVE}\t{created}\t\\N\t\n"
                 )
                 if len(buffer) >= 10_000:
                     copy.write("".join(buffer).encode())
@@ -272,11 +278,8 @@ def _write(
         # The unique index on an item's active membership is the database's own guard: a writer that
         # ignored the open items still cannot give an item a second active match.
         with cursor.copy(_COPY_MEMBERSHIPS) as copy:
-            for start in range(0, len(taken), 100_000):
-                copy.write("".join([
-                    f"{match_pk}\t{item_id}\t{'t' if external else 'f'}\tt\n"
-                    for item_id, match_pk, external in taken[start : start + 100_000]
-                ]).encode())  # fmt: skip
+            for start in range(0, len(memberships), 100_000):
+                copy.write("".join(memberships[start : start + 100_000]).encode())
         lap("copy_memberships")
         return len(taken)
 

@@ -205,3 +205,15 @@ def test_referenced_rows_are_kept_with_their_ids(matched):
                       ("reconciliationmatch", match.pk), ("statementfile", line.statement_file_id)):  # fmt: skip
         assert "changing the id" in refused(f"UPDATE reconciliation_{table} SET id = id + 1000000 WHERE id = %s", [pk])
     assert ReconciliationMatch.objects.get(pk=match.pk).run_id == match.run_id
+
+
+def test_file_bytes_are_compressed_with_lz4_where_the_server_has_it():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        has_lz4 = cursor.fetchone()[0]
+        cursor.execute(
+            """SELECT attcompression FROM pg_attribute
+                WHERE attrelid = 'reconciliation_statementfilecontent'::regclass AND attname = 'body'"""
+        )
+        compression = cursor.fetchone()[0]
+    assert compression == "l" if has_lz4 else compression in ("", "\x00")  # none set: the server's default
