@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from backoffice.money import CurrencyError, currency_exponent
@@ -138,6 +137,11 @@ def refuse_mapping(*, parser: str, mapping: dict | None) -> None:
 # Bank and provider amounts are at most 15 digits (MT940's 15d); 18 leaves room and stays far below
 # what a 64-bit database column holds.
 _MAX_DIGITS = 18
+# An amount: an optional sign, digits, then optionally the separator and (possibly no) more digits.
+_AMOUNT = {
+    separator: re.compile(rf"(?P<sign>[+-]?)(?P<whole>[0-9]+)(?:{re.escape(separator)}(?P<fraction>[0-9]*))?")
+    for separator in (".", ",")
+}
 
 
 def check_currency(currency: str, *, where: str) -> str:
@@ -160,28 +164,25 @@ def to_minor(text: str, currency: str, *, decimal_separator: str = ".", where: s
         )
     exponent = currency_exponent(check_currency(currency, where=where))
     cleaned = (text or "").strip()
-    sep = re.escape(decimal_separator)
-    if not re.fullmatch(rf"[+-]?[0-9]+(?:{sep}[0-9]*)?", cleaned):
+    match = _AMOUNT[decimal_separator].fullmatch(cleaned)
+    if match is None:
         shown = f"{text!r}" if cleaned else "nothing"
         raise StatementParseError(
             f"expected an amount (digits with an optional {decimal_separator!r} decimal separator), found {shown}",
             location=where,
         )
-    try:
-        value = Decimal(cleaned.replace(decimal_separator, ".").rstrip("."))
-    except InvalidOperation:  # pragma: no cover - the pattern above only lets decimals through
-        raise StatementParseError(f"expected an amount, found {text!r}", location=where) from None
-    scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    # In integers, digit by digit: no Decimal, no float, nothing to round.
+    sign, whole, fraction = match["sign"], match["whole"], match["fraction"] or ""
+    if fraction[exponent:].strip("0"):
         raise StatementParseError(
             f"{currency} has {exponent} decimal place{'s' if exponent != 1 else ''}; {text.strip()!r} has more "
             "(amounts are never rounded)",
             location=where,
         )
-    minor = int(scaled)
-    if len(str(abs(minor))) > _MAX_DIGITS:
+    minor = int(whole + fraction[:exponent].ljust(exponent, "0"))
+    if len(str(minor)) > _MAX_DIGITS:
         raise StatementParseError(f"amount {text.strip()!r} is too large for a statement amount", location=where)
-    return minor
+    return -minor if sign == "-" else minor
 
 
 # --- dates --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -151,10 +152,17 @@ def _sign(value: Any) -> _Sign | None:
     return _Sign(column=value["column"], debit=value["debit"].strip(), credit=value["credit"].strip())
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_date(text: str, date_format: str) -> dt.date:
+    """strptime, once per distinct text: a statement's lines share a few dates, and strptime was half
+    of the parse of a row."""
+    return dt.datetime.strptime(text, date_format).date()
+
+
 def _date(row: CsvRow, column: str, date_format: str) -> dt.date:
     text = row.get(column)
     try:
-        return dt.datetime.strptime(text, date_format).date()
+        return _parsed_date(text, date_format)
     except ValueError:
         shown = excerpt(text) if text else "nothing"
         raise StatementParseError(
