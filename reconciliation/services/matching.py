@@ -157,7 +157,9 @@ def _earlier_originals(source_id: int, leftovers: list[Item]) -> dict[tuple[str,
     references = sorted({e.reference for e in leftovers if e.external and not e.taken and e.reference})
     if not references:
         return {}
-    with connection.cursor() as cursor:
+    # By the source's reference index, then each membership and match by key: what this costs follows
+    # the references asked about, never the size of the membership table (which a hash join read whole).
+    with index_walk_only(), connection.cursor() as cursor:
         cursor.execute(
             """SELECT DISTINCT ON (i.reference, i.amount_minor, i.currency) i.reference, i.amount_minor, i.currency,
                       m.public_id
