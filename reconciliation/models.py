@@ -208,19 +208,46 @@ class ReconciliationItem(models.Model):
                 name="recon_item_side_fields",
             ),
         ]
-        indexes = [models.Index(fields=["source", "reference"], name="recon_item_source_reference")]
+        indexes = [
+            models.Index(fields=["source", "reference"], name="recon_item_source_reference"),
+            # A run finds the items new since the source's watermark by this index (migration 0008).
+            models.Index(fields=["source", "id"], name="recon_item_source_new"),
+        ]
 
     def __str__(self) -> str:
         where = f"{self.statement_file_id}:{self.line_no}" if self.side == ItemSide.EXTERNAL else self.internal_id
         return f"{self.side.lower()} {where} {self.amount_minor} {self.currency}"
 
 
+class ReconciliationWatermark(models.Model):
+    """How far the source's runs have looked: every item of the source with a greater id is new, and
+    the next run considers it. Items are written under the source's lock in shared mode and a run
+    takes it exclusively (reconciliation.services.common), so no item can be committed below a
+    watermark after a run has read past it. Only moves forward (trigger); one row per source."""
+
+    source = models.OneToOneField(ReconciliationSource, on_delete=models.PROTECT, primary_key=True,
+                                  related_name="watermark")  # fmt: skip
+    considered_through = models.BigIntegerField()  # the greatest item id a run of this source has considered
+    # The greatest id of the source's matches made by a decision when that run read: a decision may
+    # match a new item before any run has considered it, and only the decisions after this can have.
+    decisions_through = models.BigIntegerField(default=0)
+    run = models.ForeignKey("ReconciliationRun", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"source {self.source_id} considered through item {self.considered_through}"
+
+
 class ReconciliationOpenItem(models.Model):
-    """An item no match explains: the work list of the source's next run. Created with the item,
-    removed when a match takes the item (removing it is the compare-and-set: a run or a manual
-    match that removes fewer rows than it took items lost a race and rolls back), created again
-    when the match is undone. Keyed (source, item), so a run reads its source's open items without
-    reading the source's history."""
+    """An item a run has considered and no match explains: the work list of the source's next run,
+    with the items new since its watermark. Written by the run that leaves the item unexplained,
+    removed when a match takes the item (removing it is the compare-and-set: a run or a manual match
+    that removes fewer rows than it took items lost a race and rolls back), created again when the
+    match is undone. Never above the source's watermark (trigger). Keyed (source, item), so a run
+    reads its source's open items without reading the source's history. New items get no row: a run
+    that matches a million new lines has nothing to delete."""
 
     pk = models.CompositePrimaryKey("source_id", "item_id")
     # No database foreign keys: the rows are written in the same transaction as the items or matches
@@ -386,6 +413,8 @@ class ReconciliationMatch(models.Model):
                 name="recon_match_open_differences",
             ),
             models.Index(fields=["decision"], condition=Q(decision__isnull=False), name="recon_match_decision"),
+            # A source's matches made by decisions since its last run (the new items they took).
+            models.Index(fields=["source", "id"], condition=Q(decision__isnull=False), name="recon_match_by_decision"),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from reconciliation.models import (
     MatchStatus,
@@ -20,6 +20,7 @@ from reconciliation.models import (
     ReconciliationMatchItem,
     ReconciliationOpenItem,
     ReconciliationSource,
+    ReconciliationWatermark,
 )
 
 _STATES = """
@@ -64,10 +65,28 @@ def item_states(item_ids: Iterable[int]) -> dict[int, ItemState]:
 
 
 def unmatched_items(source: ReconciliationSource) -> QuerySet[ReconciliationItem]:
-    """The source's items no active match explains (never run, or left unmatched by a run)."""
+    """The source's items no active match explains: its open items (a run left them unexplained, or
+    an unmatch released them) and its new items (above its watermark: no run has considered them
+    yet) that no decision has matched."""
+    watermark = considered_through(source.pk)
+    open_items = ReconciliationOpenItem.objects.filter(source_id=source.pk).values("item_id")
+    matched = ReconciliationMatchItem.objects.filter(item_id=OuterRef("pk"), active=True)
     return ReconciliationItem.objects.filter(
-        pk__in=ReconciliationOpenItem.objects.filter(source_id=source.pk).values("item_id")
+        Q(pk__in=open_items) | Q(source_id=source.pk, pk__gt=watermark) & ~Exists(matched)
     )
+
+
+def considered_through(source_id: int) -> int:
+    """The source's watermark: the greatest item id its runs have considered (0 before its first
+    run). The items above it are new, the next run's work."""
+    found = ReconciliationWatermark.objects.filter(source_id=source_id).values_list("considered_through", flat=True)
+    return found.first() or 0
+
+
+def not_yet_considered(source_id: int, item_ids: Iterable[int]) -> list[int]:
+    """Those of the items no run of the source has considered yet (above its watermark)."""
+    watermark = considered_through(source_id)
+    return sorted(pk for pk in set(item_ids) if pk > watermark)
 
 
 def match_items(match_ids: Iterable[int]) -> dict[int, list[ReconciliationItem]]:

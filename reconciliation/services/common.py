@@ -18,8 +18,9 @@ from reconciliation.models import MatchStatus
 UNMATCHED_STATES = (MatchStatus.UNMATCHED, MatchStatus.UNMATCHED_EXTERNAL, MatchStatus.UNMATCHED_INTERNAL)
 
 # Advisory lock classes (the two-integer form; the audit chain uses the one-bigint form, a separate
-# key space). "rcrn": one reconciliation run (or manual match, or unmatch) per source at a time;
-# "rcim": one importer per statement file.
+# key space). "rcrn": the source's matching lock, exclusive for a run (or manual match, or unmatch),
+# shared for a writer of new items (migration 0008 refuses items written without it); "rcim": one
+# importer per statement file.
 LOCK_SOURCE_RUN = 0x7263726E
 LOCK_FILE_IMPORT = 0x7263696D
 
@@ -79,9 +80,18 @@ def raw_cursor() -> Iterator[psycopg.Cursor]:
 
 
 def lock_source_for_matching(source_id: int) -> None:
-    """Take the source's matching lock until the transaction ends (waits for a run in progress)."""
+    """Take the source's matching lock until the transaction ends (waits for a run in progress and
+    for the writers of new items)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_SOURCE_RUN, source_id])
+
+
+def lock_source_for_new_items(source_id: int) -> None:
+    """Take the source's matching lock in shared mode until the transaction ends, before writing
+    items: writers do not wait for each other, a run waits for them and they for it. A run then
+    never reads past an item that commits after it (the watermark, ReconciliationWatermark)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_SOURCE_RUN, source_id])
 
 
 @contextmanager
@@ -128,15 +138,3 @@ def index_walk_only() -> Iterator[None]:
     yield  # on an error nothing is put back: the failed transaction would refuse it and hide the error
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in names), list(before))
-
-
-def open_items_add_for_file(file) -> int:
-    """Every item of a statement file just loaded becomes an open item of its source (the next run's
-    work); in the loading transaction, one statement, by the file's line index."""
-    with index_walk_only(), connection.cursor() as cursor:
-        cursor.execute(
-            """INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)
-               SELECT %s, id FROM reconciliation_reconciliationitem WHERE statement_file_id = %s""",
-            [file.source_id, file.pk],
-        )
-        return cursor.rowcount

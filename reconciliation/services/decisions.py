@@ -43,8 +43,8 @@ from reconciliation.models import (
     ReconciliationManualDecision,
     ReconciliationMatch,
     ReconciliationMatchItem,
-    ReconciliationOpenItem,
 )
+from reconciliation.selectors.items import unmatched_items
 from reconciliation.services.breaks import DIFFERENCES, breaks_sync
 from reconciliation.services.matching import match_manual
 
@@ -102,11 +102,7 @@ def match_plan(*, rb: ReconciliationBreak, decision_type: str, item_ids: list[in
     replacing = _difference_of(rb)
     if replacing is not None and _members(replacing) != sorted(i.pk for i in items):
         replacing = None  # other items than the difference pairs: only open items can be chosen
-    still_open = set(
-        ReconciliationOpenItem.objects.filter(source_id=rb.source_id, item_id__in=[i.pk for i in items]).values_list(
-            "item_id", flat=True
-        )
-    )
+    still_open = set(unmatched_items(rb.source).filter(pk__in=[i.pk for i in items]).values_list("pk", flat=True))
     taken = [] if replacing is not None else [i.pk for i in items if i.pk not in still_open]
     if taken:
         raise ValidationFailed(f"item(s) {', '.join(map(str, taken))} are matched already")

@@ -22,6 +22,8 @@ idempotent, and refreshing an overlapping period adds only what is new.
 A journal that was reversed is not expected outside. The value date is the journal's accounting
 date. A reference that looks like a card number is stored as its pseudonym (cardlike), computed in
 Python for the few references the database finds card-shaped, so both sides still compare equal.
+The items are written under the source's matching lock in shared mode, as an import's are: the next
+run finds them above the source's watermark.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from backoffice.actors import Actor
 from backoffice.errors import ValidationFailed
 from reconciliation.models import ReconciliationSource, SourceKind
 from reconciliation.services.cardlike import pseudonymise_text
-from reconciliation.services.common import item_statistics_refresh
+from reconciliation.services.common import item_statistics_refresh, lock_source_for_new_items
 
 
 def _ps(expression: str) -> str:
@@ -118,20 +120,17 @@ SELECT 'ledger_journal', s.public_id, 'SETTLEMENT', s.net, s.currency, s.gross, 
 _MAP = "m AS (SELECT * FROM unnest(%(originals)s::text[], %(pseudonyms)s::text[]) AS m(original, pseudonym))"
 _CARD_SHAPED = r"[0-9]([ -]?[0-9]){12}"
 
-# New items are open items too (the next run's work), in the same statement.
+# New items are the next run's work by being above the source's watermark (written under its lock).
 _INSERT = """
-WITH {map}, moves AS ({moves}), created AS (
-    INSERT INTO reconciliation_reconciliationitem
-           (side, source_id, statement_file_id, line_no, internal_type, internal_id, kind, amount_minor, currency,
-            gross_minor, fee_minor, net_minor, value_date, reference, "references", counterparty, description,
-            batch_id, reversal, created_at)
-    SELECT 'INTERNAL', %(source)s, NULL, NULL, internal_type, internal_id, kind, amount_minor, currency, gross_minor,
-           fee_minor, net_minor, value_date, LEFT({reference}, 140), refs, '', description, batch_id, false, %(now)s
-      FROM moves
-    ON CONFLICT (source_id, internal_type, internal_id, kind) WHERE side = 'INTERNAL' DO NOTHING
-    RETURNING id
-)
-INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id) SELECT %(source)s, id FROM created
+WITH {map}, moves AS ({moves})
+INSERT INTO reconciliation_reconciliationitem
+       (side, source_id, statement_file_id, line_no, internal_type, internal_id, kind, amount_minor, currency,
+        gross_minor, fee_minor, net_minor, value_date, reference, "references", counterparty, description,
+        batch_id, reversal, created_at)
+SELECT 'INTERNAL', %(source)s, NULL, NULL, internal_type, internal_id, kind, amount_minor, currency, gross_minor,
+       fee_minor, net_minor, value_date, LEFT({reference}, 140), refs, '', description, batch_id, false, %(now)s
+  FROM moves
+ON CONFLICT (source_id, internal_type, internal_id, kind) WHERE side = 'INTERNAL' DO NOTHING
 """
 
 _CANDIDATES = """
@@ -160,6 +159,7 @@ def expected_items_refresh(
               "currency": source.currency, "now": now, "originals": [], "pseudonyms": [],
               "card_shaped": _CARD_SHAPED}  # fmt: skip
     with transaction.atomic():
+        lock_source_for_new_items(source.pk)
         with connection.cursor() as cursor:
             cursor.execute(_CANDIDATES.format(map=_MAP, moves=moves), params)
             for (value,) in cursor.fetchall():

@@ -17,6 +17,10 @@ One importer at a time: statement_import holds a session advisory lock on the fi
 A second call returns the file as it is (IMPORTING) instead of loading it twice. If an importer
 dies, PostgreSQL drops its lock and rolls its transaction back; the next call (the task's retry)
 finds the file IMPORTING and unlocked, and loads it from the start.
+
+The loading transaction also holds its source's matching lock in shared mode: imports of one source
+run side by side, a reconciliation run waits for them to commit (and they for it), so the next run
+finds every committed line above its source's watermark (ReconciliationWatermark).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from reconciliation.services.cardlike import pseudonymise_bytes, pseudonymise_te
 from reconciliation.services.common import (
     LOCK_FILE_IMPORT,
     item_statistics_refresh,
-    open_items_add_for_file,
+    lock_source_for_new_items,
     public_ids,
     raw_cursor,
 )
@@ -231,6 +235,9 @@ def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime
     piece_lines = _settings_int("RECON_IMPORT_PIECE_LINES", PIECE_LINES)
     try:
         with transaction.atomic():
+            # Taken before the first item is written: a run in progress finishes first, and the next
+            # run waits for this file's lines to commit, then finds them above its watermark.
+            lock_source_for_new_items(source.pk)
             parsed = parse_file(
                 data, parser=file.parser, mapping=source.column_mapping if file.parser == "generic_csv" else None,
                 source_id=source.pk, file_id=file.pk, created_at=now.isoformat(), split=split,
@@ -246,7 +253,6 @@ def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime
                         progress(written, max(written, parsed.estimated_lines))
             summary = parsed.summary
             assert summary is not None and summary.line_count == written, "every parsed line is written"
-            open_items_add_for_file(file)
             file = StatementFile.objects.select_for_update(of=("self",)).select_related("source").get(pk=file.pk)
             _record_statement(file, summary)
             file.imported_count = written

@@ -1,15 +1,19 @@
 """Reconciliation runs, and undoing or making a match by hand.
 
-A run (reconciliation_run) takes the source's matching lock (a transaction-scoped advisory lock
-keyed by the source), loads the source's open items (ReconciliationOpenItem: every item no match
-explains, new or left over by earlier runs: a capture recorded today must still find the line left
-unmatched yesterday), pairs them in memory (reconciliation.services.engine) with the active rules in
-position order, then writes the result set-based: the matches with COPY; the taken items leave the
-open items in one DELETE that must remove exactly the items the run took (compare-and-set: fewer
-means another writer got there first, and the whole run rolls back); their memberships go in with
-COPY, under a unique index that allows an item one active match whoever writes. The items
-themselves are never rewritten. Then breaks_sync opens breaks for what is left, closes what is now
-explained, and one audit event records the run (docs/adr/0007-reconciliation-matching.md).
+A run (reconciliation_run) takes the source's matching lock exclusively (a transaction-scoped
+advisory lock keyed by the source; writers of items hold it shared, so the run waits for imports in
+progress) and loads the items it has to explain: the source's open items (ReconciliationOpenItem:
+left unexplained by earlier runs, or released by an unmatch: a capture recorded today must still
+find the line left unmatched yesterday) and the items new since the source's watermark
+(ReconciliationWatermark: the greatest item id its runs have considered). It pairs them in memory
+(reconciliation.services.engine) with the active rules in position order, then writes the result
+set-based: the matches with COPY; the open items it took leave the open items in one DELETE that
+must remove exactly those (compare-and-set: fewer means another writer got there first, and the
+whole run rolls back); the memberships go in with COPY, under a unique index that allows an item one
+active match whoever writes. The watermark moves past the new items, and those left unexplained
+become open items. The items themselves are never rewritten. Then breaks_sync opens breaks for what
+is left, closes what is now explained, and one audit event records the run
+(docs/adr/0007-reconciliation-matching.md).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from reconciliation.models import (
     ReconciliationRule,
     ReconciliationRun,
     ReconciliationSource,
+    ReconciliationWatermark,
     RunStatus,
 )
+from reconciliation.selectors.items import considered_through, not_yet_considered
 from reconciliation.services.common import (
     copy_text,
     gc_paused,
@@ -76,22 +82,39 @@ def _unescape(value: str) -> str:
 
 _BATCH_KEY_SQL = ", ".join(f"i.\"references\" ->> '{key}'" for key in BATCH_KEYS)
 _WITHOUT_BATCH_KEYS = "".join(f" - '{key}'" for key in BATCH_KEYS)
-# The unmatched items of one source, one line each: what the engine needs and nothing else. An
-# external line's references come without the batch keys (their values are read in Python, only
-# where they add a key), its batch keys joined by a unit separator.
-_LOAD = """
+# The items of one source a run has to explain, one line each: what the engine needs and nothing
+# else. An external line's references come without the batch keys (their values are read in Python,
+# only where they add a key), its batch keys joined by a unit separator. First the open items (by
+# their key, each item fetched by its own), then the items above the watermark (by the index
+# (source, id)): never the source's history.
+_COLUMNS = """
+    i.id, i.side = 'EXTERNAL', i.amount_minor, i.gross_minor, i.fee_minor, i.currency,
+    i.value_date - DATE '1970-01-01', i.reference,
+    CASE WHEN i.side = 'EXTERNAL' THEN (i."references" WITHOUT_BATCH_KEYS)::text ELSE '' END,
+    CASE WHEN i.side = 'EXTERNAL'
+         THEN concat_ws(E'\\x1f', NULLIF(i.batch_id, ''), BATCH_KEY_SQL, NULLIF(i.reference, ''))
+         ELSE i.batch_id END
+""".replace("WITHOUT_BATCH_KEYS", _WITHOUT_BATCH_KEYS).replace("BATCH_KEY_SQL", _BATCH_KEY_SQL)
+_LOAD = f"""
 COPY (
-    SELECT i.id, i.side = 'EXTERNAL', i.amount_minor, i.gross_minor, i.fee_minor, i.currency,
-           i.value_date - DATE '1970-01-01', i.reference,
-           CASE WHEN i.side = 'EXTERNAL' THEN (i."references" WITHOUT_BATCH_KEYS)::text ELSE '' END,
-           CASE WHEN i.side = 'EXTERNAL'
-                THEN concat_ws(E'\\x1f', NULLIF(i.batch_id, ''), BATCH_KEY_SQL, NULLIF(i.reference, ''))
-                ELSE i.batch_id END
+    SELECT {_COLUMNS}
       FROM reconciliation_reconciliationopenitem o
       JOIN reconciliation_reconciliationitem i ON i.id = o.item_id
      WHERE o.source_id = %s
+    UNION ALL
+    SELECT {_COLUMNS}
+      FROM reconciliation_reconciliationitem i
+     WHERE i.source_id = %s AND i.id > %s AND i.id <> ALL(%s::bigint[])
 ) TO STDOUT
-""".replace("WITHOUT_BATCH_KEYS", _WITHOUT_BATCH_KEYS).replace("BATCH_KEY_SQL", _BATCH_KEY_SQL)
+"""  # noqa: S608 (constants only)
+# The new items (above the watermark) decisions have matched since the source's last run: not new any
+# more, and not open either. By the index of the source's matches made by decisions.
+_DECIDED_NEW = """
+SELECT mi.item_id
+  FROM reconciliation_reconciliationmatch m
+  JOIN reconciliation_reconciliationmatchitem mi ON mi.match_id = m.id AND mi.active
+ WHERE m.source_id = %s AND m.decision_id IS NOT NULL AND m.id > %s AND mi.item_id > %s
+"""
 
 
 def _date(day: int) -> dt.date:
@@ -118,11 +141,27 @@ def _keys(joined: str) -> tuple[str, ...]:
     return tuple(k for k in dict.fromkeys(_unescape(joined).split(_SEP)) if k)
 
 
-def _load_items(source_id: int) -> list[Item]:
+@dataclass(frozen=True)
+class _Watermark:
+    considered_through: int
+    decisions_through: int
+
+
+def _watermark(source_id: int) -> _Watermark:
+    row = ReconciliationWatermark.objects.filter(source_id=source_id).values_list(
+        "considered_through", "decisions_through"
+    )
+    return _Watermark(*(row.first() or (0, 0)))
+
+
+def _load_items(source_id: int, watermark: _Watermark) -> list[Item]:
     items: list[Item] = []
     append = items.append
-    # The source's open items by their key, each item fetched by its own: never the whole item table.
-    with index_walk_only(), raw_cursor() as cursor, cursor.copy(_LOAD, [source_id]) as copy:
+    with index_walk_only(), connection.cursor() as cursor:
+        cursor.execute(_DECIDED_NEW, [source_id, watermark.decisions_through, watermark.considered_through])
+        decided = [row[0] for row in cursor.fetchall()]
+    params = [source_id, source_id, watermark.considered_through, decided]
+    with index_walk_only(), raw_cursor() as cursor, cursor.copy(_LOAD, params) as copy:
         for block in copy:  # one row at a time, never the whole result in one buffer
             row = str(block, "utf-8")
             (id_, side, amount, gross, fee, currency, day, reference, references, batch) = row[:-1].split("\t")
@@ -200,11 +239,12 @@ def _reserve_match_ids(n: int) -> list[int]:
 
 
 def _write(
-    source: ReconciliationSource, run: ReconciliationRun | None, matches: list[Match], *, now: dt.datetime,
-    timings: dict | None = None,
+    source: ReconciliationSource, run: ReconciliationRun | None, matches: list[Match], *, watermark: int,
+    now: dt.datetime, timings: dict | None = None,
 ) -> int:  # fmt: skip
-    """Write the matches and their memberships and take their items off the open items; returns the
-    items taken. Raises ItemsAlreadyMatched (the caller's transaction must roll back) if any item
+    """Write the matches and their memberships and take their open items (those at or below the
+    watermark; the new ones above it have no open-item row) off the open items; returns the items
+    taken. Raises ItemsAlreadyMatched (the caller's transaction must roll back) if any open item
     was taken meanwhile."""
     if not matches:
         return 0
@@ -229,31 +269,13 @@ def _write(
         f"{match.pk}\t{item.id}\t{'t' if item.external else 'f'}\tt\n"
         for match in matches for item in (*match.external, *match.internal)
     ]  # fmt: skip
-    taken = [item.id for match in matches for item in match.external] + [
-        item.id for match in matches for item in match.internal
-    ]
+    taken = sum(len(match.external) + len(match.internal) for match in matches)
+    were_open = [item.id for match in matches for item in (*match.external, *match.internal) if item.id <= watermark]
     lap("prepare")
     with raw_cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.recon_taken")
-        cursor.execute("CREATE TEMPORARY TABLE recon_taken (item_id bigint PRIMARY KEY) ON COMMIT DROP")
-        with cursor.copy("COPY recon_taken (item_id) FROM STDIN") as copy:
-            for start in range(0, len(taken), 200_000):
-                copy.write("\n".join(map(str, taken[start : start + 200_000])).encode() + b"\n")
-        cursor.execute("ANALYZE recon_taken")
-        # Compare-and-set: the run takes an item by removing it from the open items. An item another
-        # writer took since the run read it is not there any more, and the count falls short.
-        with index_walk_only():
-            cursor.execute(
-                """DELETE FROM reconciliation_reconciliationopenitem o USING recon_taken t
-                    WHERE o.source_id = %s AND o.item_id = t.item_id""",
-                [source.pk],
-            )
+        if were_open:
+            _take_open_items(cursor, source, were_open)
         lap("take_open_items")
-        if cursor.rowcount != len(taken):
-            raise ItemsAlreadyMatched(
-                f"{len(taken) - cursor.rowcount} of the {len(taken)} items of this run were matched meanwhile; "
-                "the run is rolled back"
-            )
         with cursor.copy(_COPY_MATCHES) as copy:
             rule_columns = {}  # rule -> its code and version as COPY text, once per rule rather than per match
             buffer = []
@@ -283,7 +305,55 @@ def _write(
             for start in range(0, len(memberships), 100_000):
                 copy.write("".join(memberships[start : start + 100_000]).encode())
         lap("copy_memberships")
-        return len(taken)
+        return taken
+
+
+def _take_open_items(cursor, source: ReconciliationSource, were_open: list[int]) -> None:
+    """Compare-and-set: the run takes an open item by removing it from the open items. An item
+    another writer took since the run read it is not there any more, and the count falls short."""
+    cursor.execute("DROP TABLE IF EXISTS pg_temp.recon_taken")
+    cursor.execute("CREATE TEMPORARY TABLE recon_taken (item_id bigint PRIMARY KEY) ON COMMIT DROP")
+    with cursor.copy("COPY recon_taken (item_id) FROM STDIN") as copy:
+        for start in range(0, len(were_open), 200_000):
+            copy.write("\n".join(map(str, were_open[start : start + 200_000])).encode() + b"\n")
+    cursor.execute("ANALYZE recon_taken")
+    with index_walk_only():
+        cursor.execute(
+            """DELETE FROM reconciliation_reconciliationopenitem o USING recon_taken t
+                WHERE o.source_id = %s AND o.item_id = t.item_id""",
+            [source.pk],
+        )
+    if cursor.rowcount != len(were_open):
+        raise ItemsAlreadyMatched(
+            f"{len(were_open) - cursor.rowcount} of the {len(were_open)} open items this run took were matched "
+            "meanwhile; the run is rolled back"
+        )
+
+
+def _watermark_advance(source: ReconciliationSource, run: ReconciliationRun, watermark: _Watermark, through: int,
+                       left_new: list[int]) -> None:  # fmt: skip
+    """The run has considered every item up to `through`: the watermark moves there (and past the
+    source's decisions so far: none can be in progress, they take the source's lock), and the new
+    items it left unexplained (above the old watermark) become open items, the next run's work."""
+    if through <= watermark.considered_through:
+        return
+    with raw_cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO reconciliation_reconciliationwatermark AS w
+                      (source_id, considered_through, decisions_through, run_id)
+               SELECT %s, %s, GREATEST(%s, COALESCE(max(m.id), 0)), %s
+                 FROM reconciliation_reconciliationmatch m WHERE m.source_id = %s AND m.decision_id IS NOT NULL
+               ON CONFLICT (source_id) DO UPDATE SET considered_through = EXCLUDED.considered_through,
+                                                     decisions_through = EXCLUDED.decisions_through,
+                                                     run_id = EXCLUDED.run_id""",
+            [source.pk, through, watermark.decisions_through, run.pk, source.pk],
+        )
+        if left_new:
+            with cursor.copy("COPY reconciliation_reconciliationopenitem (source_id, item_id) FROM STDIN") as copy:
+                prefix = f"{source.pk}\t"
+                for start in range(0, len(left_new), 100_000):
+                    chunk = left_new[start : start + 100_000]
+                    copy.write("".join(f"{prefix}{pk}\n" for pk in chunk).encode())
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -349,7 +419,8 @@ def reconciliation_run(
                 after={"source": source.code, "items_considered": made.considered, "matches": made.matches,
                        "by_rule": made.per_rule, "by_result": made.results, "unmatched_external": made.left_external,
                        "unmatched_internal": made.left_internal, "breaks_opened": synced.opened,
-                       "breaks_closed": synced.closed, "seconds": run.seconds},
+                       "breaks_closed": synced.closed, "considered_through": made.considered_through,
+                       "seconds": run.seconds},
             )  # fmt: skip
             mark = lap("record", mark)
         lap("commit", mark)
@@ -371,14 +442,17 @@ class _Made:
     left_external: int
     left_internal: int
     unexplained: list[tuple[int, bool, int, str, dt.date]]
+    considered_through: int  # the source's watermark after the run
 
 
 def _match_and_write(
     source: ReconciliationSource, run: ReconciliationRun, rules: list[Rule], *, now_fn: Callable[[], dt.datetime],
     lap: Callable[[str, float], float], mark: float, timings: dict[str, float],
 ) -> tuple[dt.datetime, _Made]:  # fmt: skip
-    """Load the source's open items, apply the rules and the duplicate check, write the result."""
-    items = _load_items(source.pk)
+    """Load the source's open items and new items, apply the rules and the duplicate check, write the
+    result, move the watermark."""
+    watermark = _watermark(source.pk)
+    items = _load_items(source.pk, watermark)
     mark = lap("load", mark)
     engine = Engine(items)
     outcome = engine.apply(rules)
@@ -395,8 +469,11 @@ def _match_and_write(
     mark = lap("duplicates", mark)
     now = now_fn()
     left = [i for i in items if not i.taken]
-    _write(source, run, matches, now=now, timings=timings)
-    lap("write", mark)
+    _write(source, run, matches, watermark=watermark.considered_through, now=now, timings=timings)
+    mark = lap("write", mark)
+    through = max(watermark.considered_through, max((i.id for i in items), default=0))
+    _watermark_advance(source, run, watermark, through, [i.id for i in left if i.id > watermark.considered_through])
+    lap("watermark", mark)
     results: dict[str, int] = {}
     for match in matches:
         results[match.result] = results.get(match.result, 0) + 1
@@ -405,6 +482,7 @@ def _match_and_write(
         considered=len(items), matches=len(matches), per_rule=per_rule, results=results,
         left_external=left_external, left_internal=len(left) - left_external,
         unexplained=[(i.id, i.external, i.amount, i.currency, _date(i.day)) for i in left],
+        considered_through=through,
     )  # fmt: skip
 
 
@@ -453,11 +531,14 @@ def match_undo(
             match.unmatched_at, match.unmatched_by = now, actor.label
             match.save(update_fields=["state", "unmatched_at", "unmatched_by"])
             released = _memberships_undo(match)
+            # An item a run has considered becomes open again; a new one (a decision took it before any
+            # run did) is new again, the next run's work.
+            watermark = considered_through(match.source_id)
             with connection.cursor() as cursor:
                 cursor.execute(
                     """INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)
                        SELECT %s, unnest(%s::bigint[])""",
-                    [match.source_id, sorted(released)],
+                    [match.source_id, [pk for pk in released if pk <= watermark]],
                 )
             rows = ReconciliationItem.objects.filter(pk__in=released).values_list(
                 "id", "side", "amount_minor", "currency", "value_date"
@@ -587,16 +668,26 @@ def match_manual(
 
 
 def _take_open(source: ReconciliationSource, wanted: list[int]) -> None:
-    """Take the items off the source's open items, all or none (compare-and-set)."""
+    """Take the items, all or none: those a run has considered off the source's open items
+    (compare-and-set), the new ones (above the watermark: no open-item row) only if no match holds
+    them (the next run leaves them out: see _DECIDED_NEW). Under the source's lock."""
+    new = set(not_yet_considered(source.pk, wanted))
+    considered = [pk for pk in wanted if pk not in new]
     with connection.cursor() as cursor:
         cursor.execute(
             """DELETE FROM reconciliation_reconciliationopenitem WHERE source_id = %s AND item_id = ANY(%s::bigint[])
                RETURNING item_id""",
-            [source.pk, wanted],
+            [source.pk, considered],
         )
         taken = {row[0] for row in cursor.fetchall()}
-    if len(taken) != len(wanted):
-        raise ItemsAlreadyMatched(f"items {sorted(set(wanted) - taken)} are matched already")
+        cursor.execute(
+            "SELECT item_id FROM reconciliation_reconciliationmatchitem WHERE item_id = ANY(%s::bigint[]) AND active",
+            [sorted(new)],
+        )
+        held = {row[0] for row in cursor.fetchall()}
+    missing = sorted((set(considered) - taken) | held)
+    if missing:
+        raise ItemsAlreadyMatched(f"items {missing} are matched already")
 
 
 def _replace(replacing: ReconciliationMatch, wanted: list[int], *, actor: Actor, now: dt.datetime) -> None:

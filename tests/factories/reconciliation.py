@@ -12,6 +12,8 @@ import datetime as dt
 import itertools
 from collections.abc import Iterable
 
+from django.db import connection, transaction
+
 from backoffice.actors import Actor, system_actor
 from ledger.services import Source, journal_post_rule
 from payments.models import EventSource, PaymentAttempt, Payout, Refund
@@ -44,6 +46,7 @@ from reconciliation.services import (
     statement_import,
     statement_receive,
 )
+from reconciliation.services.common import lock_source_for_new_items
 from tests.factories import payments
 from tests.factories.ledger import credit_merchant
 from tests.factories.payments import CARD_TOKEN, T0, StubAdapter, fetch_attempt, payment_result
@@ -157,10 +160,33 @@ def left_open(src: ReconciliationSource) -> list[tuple]:
     return [(pk, side == "EXTERNAL", amount, currency, day) for pk, side, amount, currency, day in rows]
 
 
+def new_item(**fields) -> ReconciliationItem:
+    """Set-up only: an item written as an import or a refresh writes one, under its source's lock (new:
+    above the source's watermark, the next run's work)."""
+    source_id = fields["source"].pk if "source" in fields else fields["source_id"]
+    with transaction.atomic():
+        lock_source_for_new_items(source_id)
+        return ReconciliationItem.objects.create(**fields)
+
+
 def open_item(item: ReconciliationItem) -> ReconciliationItem:
-    """Set-up only: the item as an import or a refresh leaves it (open, the next run's work)."""
+    """Set-up only: the item as a run leaves it unexplained (considered: the source's watermark moves up
+    to it; and open, the next run's work)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO reconciliation_reconciliationwatermark AS w
+                      (source_id, considered_through, decisions_through) VALUES (%s, %s, 0)
+               ON CONFLICT (source_id) DO UPDATE
+               SET considered_through = GREATEST(w.considered_through, EXCLUDED.considered_through)""",
+            [item.source_id, item.pk],
+        )
     ReconciliationOpenItem.objects.create(source_id=item.source_id, item=item)
     return item
+
+
+def considered_item(**fields) -> ReconciliationItem:
+    """Set-up only: an item a run has considered and left unexplained (see new_item, open_item)."""
+    return open_item(new_item(**fields))
 
 
 def match_directly(match: ReconciliationMatch, items: list[ReconciliationItem]) -> ReconciliationMatch:

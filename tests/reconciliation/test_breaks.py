@@ -19,13 +19,12 @@ from reconciliation.models import (
     MatchShape,
     MatchStatus,
     ReconciliationBreak,
-    ReconciliationItem,
     ReconciliationMatch,
     ReconciliationSource,
     StatementFile,
 )
 from reconciliation.services.breaks import age_bucket, breaks_sync
-from tests.factories.reconciliation import left_open, match_directly, open_item
+from tests.factories.reconciliation import considered_item, left_open, match_directly
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
@@ -49,19 +48,19 @@ def file(source):
 
 
 def external(file, amount=10_000, day=3, **fields):
-    return open_item(ReconciliationItem.objects.create(
+    return considered_item(
         side=ItemSide.EXTERNAL, source=file.source, statement_file=file, line_no=next(_lines), kind="SETTLED",
         amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day),
         reference=fields.pop("reference", f"ref-{next(_lines)}"), created_at=NOW, **fields,
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def internal(source, amount=10_000, day=3, **fields):
-    return open_item(ReconciliationItem.objects.create(
+    return considered_item(
         side=ItemSide.INTERNAL, source=source, internal_type="payment_attempt", internal_id=f"pa_{next(_lines)}",
         kind="CAPTURE", amount_minor=amount, currency="IDR", value_date=dt.date(2026, 3, day), created_at=NOW,
         **fields,
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
 def match(source, items, result=MatchStatus.MATCHED, delta=0, rule="exact-reference"):

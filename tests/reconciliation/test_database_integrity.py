@@ -1,11 +1,12 @@
 """What PostgreSQL refuses whoever writes, raw SQL included: items are fixed, nothing imported or
 matched is deleted, a membership only goes from active to undone, an open item is never edited, and
-an item has one active match at most."""
+an item has one active match at most; items are written under their source's lock, only an item a run
+has considered is open, and a source's watermark only moves forward."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, InternalError, ProgrammingError, connection, transaction
+from django.db import IntegrityError, InternalError, OperationalError, ProgrammingError, connection, transaction
 
 from reconciliation.models import (
     ReconciliationBreak,
@@ -13,10 +14,11 @@ from reconciliation.models import (
     ReconciliationMatch,
     ReconciliationMatchItem,
     ReconciliationOpenItem,
+    ReconciliationWatermark,
     SourceKind,
     StatementFile,
 )
-from reconciliation.services.common import index_walk_only, raw_cursor
+from reconciliation.services.common import index_walk_only, lock_source_for_new_items, raw_cursor
 from tests.factories import reconciliation as recon
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +86,7 @@ def test_an_open_item_is_added_or_removed_never_changed():
     recon.imported(
         src, recon.bank_csv([("2026-03-02", "1.00", "IDR", "ref-a"), ("2026-03-02", "2.00", "IDR", "ref-b")])
     )
+    recon.run(src)  # nothing to match them with: the run leaves both lines open
     first, second = ReconciliationOpenItem.objects.filter(source_id=src.pk).order_by("item_id")
     assert "never changed" in refused(
         "UPDATE reconciliation_reconciliationopenitem SET item_id = %s WHERE item_id = %s",
@@ -217,3 +220,60 @@ def test_file_bytes_are_compressed_with_lz4_where_the_server_has_it():
         )
         compression = cursor.fetchone()[0]
     assert compression == "l" if has_lz4 else compression in ("", "\x00")  # none set: the server's default
+
+
+_ITEM_SQL = (
+    "INSERT INTO reconciliation_reconciliationitem (side, source_id, internal_type, internal_id, kind, amount_minor,"
+    ' currency, value_date, reference, "references", counterparty, description, batch_id, reversal, created_at)'
+    " VALUES ('INTERNAL', %s, 'payment_attempt', %s, 'CAPTURE', 100, 'IDR', '2026-03-02', '', '{}', '', '', '',"
+    " false, now())"
+)
+
+
+def test_an_item_written_without_its_sources_lock_is_refused():
+    # A run could read past an item committed without the lock (its watermark), and never match it.
+    src = recon.source(kind=SourceKind.BANK_ACCOUNT, currency="IDR")
+    unlocked = pytest.raises(OperationalError, match="without the source's matching lock")
+    with unlocked, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_ITEM_SQL, [src.pk, "pa_unlocked"])
+    assert not ReconciliationItem.objects.filter(source=src).exists()
+    # Another source's lock is not this one's
+    other = recon.source(kind=SourceKind.BANK_ACCOUNT, currency="IDR")
+    with pytest.raises(OperationalError, match="without the source's matching lock"), transaction.atomic():
+        lock_source_for_new_items(other.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(_ITEM_SQL, [src.pk, "pa_other_lock"])
+    # Under its own lock, shared (a writer of items) or exclusive (a run), the item is written
+    with transaction.atomic():
+        lock_source_for_new_items(src.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(_ITEM_SQL, [src.pk, "pa_locked"])
+    assert list(ReconciliationItem.objects.filter(source=src).values_list("internal_id", flat=True)) == ["pa_locked"]
+
+
+def test_only_an_item_a_run_has_considered_can_be_open():
+    src = recon.source(kind=SourceKind.BANK_ACCOUNT, currency="IDR")
+    recon.imported(src, recon.bank_csv([("2026-03-02", "1.00", "IDR", "ref-a")]))
+    line = ReconciliationItem.objects.get(source=src)
+    # A new line (above the watermark) is the next run's work, not an open item
+    with pytest.raises(IntegrityError, match="above its source's watermark"), transaction.atomic():
+        ReconciliationOpenItem.objects.create(source_id=src.pk, item_id=line.pk)
+    recon.run(src)
+    assert list(ReconciliationOpenItem.objects.filter(source_id=src.pk).values_list("item_id", flat=True)) == [line.pk]
+
+
+def test_a_watermark_only_moves_forward_and_is_kept():
+    src = recon.source(kind=SourceKind.BANK_ACCOUNT, currency="IDR")
+    recon.imported(src, recon.bank_csv([("2026-03-02", "1.00", "IDR", "ref-a"), ("2026-03-02", "2.00", "IDR", "b")]))
+    run = recon.run(src)
+    watermark = ReconciliationWatermark.objects.get(source=src)
+    assert (watermark.considered_through, watermark.run_id) == (
+        ReconciliationItem.objects.filter(source=src).latest("id").pk,
+        run.pk,
+    )
+    table = "reconciliation_reconciliationwatermark"
+    assert "only moves forward" in refused(
+        f"UPDATE {table} SET considered_through = considered_through - 1 WHERE source_id = %s", [src.pk]
+    )
+    refused(f"DELETE FROM {table} WHERE source_id = %s", [src.pk])
+    ReconciliationWatermark.objects.get(source=src, considered_through=watermark.considered_through)

@@ -21,7 +21,6 @@ from reconciliation.models import (
     MatchState,
     MatchStatus,
     ReconciliationBreak,
-    ReconciliationItem,
     ReconciliationManualDecision,
     ReconciliationMatch,
     ReconciliationSource,
@@ -31,7 +30,7 @@ from reconciliation.services.breaks import breaks_sync
 from reconciliation.services.matching import reconciliation_run
 from tests.factories import user_with_role
 from tests.factories.ledger import credit_merchant
-from tests.factories.reconciliation import left_open, match_directly, match_of, open_item, status_of
+from tests.factories.reconciliation import considered_item, left_open, match_directly, match_of, status_of
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
@@ -66,10 +65,9 @@ def item(source, side, amount, file=None):
     # Items as an import or a refresh leaves them (their own services are tested elsewhere).
     fields = {"statement_file": file, "line_no": next(_n)} if side == ItemSide.EXTERNAL else {
         "internal_type": "payment_attempt", "internal_id": f"pa_{next(_n)}"}  # fmt: skip
-    return open_item(ReconciliationItem.objects.create(side=side, source=source, kind="SETTLED", amount_minor=amount,
-                                                       currency="IDR", value_date=dt.date(2026, 3, 3),
-                                                       reference=f"ref-{next(_n)}", created_at=NOW,
-                                                       **fields))  # fmt: skip
+    return considered_item(side=side, source=source, kind="SETTLED", amount_minor=amount, currency="IDR",
+                           value_date=dt.date(2026, 3, 3), reference=f"ref-{next(_n)}", created_at=NOW,
+                           **fields)  # fmt: skip
 
 
 def break_for(source, line) -> ReconciliationBreak:

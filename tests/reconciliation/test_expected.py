@@ -15,6 +15,7 @@ from reconciliation.models import (
     ReconciliationOpenItem,
     SourceKind,
 )
+from reconciliation.selectors.items import not_yet_considered
 from reconciliation.services import expected_items_refresh
 from reconciliation.services.cardlike import pseudonym
 from tests.card_number_guard import card_numbers
@@ -49,7 +50,10 @@ def test_captures_of_the_providers_period_become_capture_items_once():
                                                                   1_000_000 - first.fee_minor)  # fmt: skip
     assert item.reference == first.provider_reference and item.reference
     assert (item.value_date, recon.status_of(item), item.statement_file_id) == (DAY, MatchStatus.UNMATCHED, None)
-    assert ReconciliationOpenItem.objects.filter(source_id=src.pk).count() == 2  # the next run's work
+    # The next run's work: new, above the source's watermark
+    ids = sorted(i.pk for i in items.values())
+    assert not_yet_considered(src.pk, ids) == ids
+    assert not ReconciliationOpenItem.objects.filter(source_id=src.pk).exists()
     assert item.references["payment_intent"] == first.payment_intent.public_id
     # And a second refresh, or an overlapping one, adds nothing
     assert recon.refresh(src) == 0

@@ -26,7 +26,7 @@ from reconciliation.models import (
     StatementFile,
     StatementFileContent,
 )
-from reconciliation.selectors.items import item_states
+from reconciliation.selectors.items import item_states, not_yet_considered
 from reconciliation.services import imports as imports_module
 from reconciliation.services import statement_import, statement_receive
 from reconciliation.services.cardlike import pseudonym
@@ -81,8 +81,9 @@ def test_each_real_fixture_imports_every_line_once(name, parser, count, check, d
     assert {(state.status, state.match_id) for state in item_states(i.pk for i in items).values()} == {
         (MatchStatus.UNMATCHED, None)
     }
-    # ... and every line is an open item of its source: the next run's work
-    assert ReconciliationOpenItem.objects.filter(source_id=src.pk).count() == count
+    # ... and every line is new, above its source's watermark: the next run's work (no open-item row yet)
+    assert not_yet_considered(src.pk, [i.pk for i in items]) == sorted(i.pk for i in items)
+    assert not ReconciliationOpenItem.objects.filter(source_id=src.pk).exists()
     # And one audit event for the import, not one per line
     events = AuditEvent.objects.filter(event_type="reconciliation.statement_imported", target_id=file.public_id)
     assert events.count() == 1

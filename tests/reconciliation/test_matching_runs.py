@@ -20,12 +20,13 @@ from reconciliation.models import (
     ReconciliationItem,
     ReconciliationManualDecision,
     ReconciliationMatch,
+    ReconciliationOpenItem,
     ReconciliationRule,
     ReconciliationRun,
     RunStatus,
     SourceKind,
 )
-from reconciliation.selectors.items import item_states, match_items
+from reconciliation.selectors.items import item_states, match_items, not_yet_considered, unmatched_items
 from reconciliation.services import ItemsAlreadyMatched, match_manual, match_undo
 from reconciliation.tasks import reconciliation_run_task
 from tests.factories import reconciliation as recon
@@ -230,11 +231,11 @@ def test_undoing_a_match_releases_its_items_and_reopens_their_breaks(provider_da
     assert sorted(i.pk for i in match_items([match.pk])[match.pk]) == sorted([lines[2].pk, expected["exact"].pk])
 
 
-def _decision(src, line) -> ReconciliationManualDecision:
+def _decision(src, line, n: int = 0) -> ReconciliationManualDecision:
     # The decision service is another module's; its row is set up directly here.
     rb = ReconciliationBreak.objects.get(item=line, status=BreakStatus.OPEN)
     return ReconciliationManualDecision.objects.create(
-        public_id="rd_01TESTDECISION0000000000000", recon_break=rb, decision_type=DecisionType.ACCEPT_TOLERANCE_MATCH,
+        public_id=f"rd_01TESTDECISION{n:013d}", recon_break=rb, decision_type=DecisionType.ACCEPT_TOLERANCE_MATCH,
         reason_code="FX_ROUNDING", reason_text="Rounding at the provider", currency="IDR", decided_by="maker",
         decided_at=T0, approval_ref="act_01APPROVAL",
     )  # fmt: skip
@@ -266,6 +267,61 @@ def test_a_manual_match_takes_unmatched_items_once(provider_day):
     with pytest.raises(ValidationFailed, match="is INTERNAL"):
         match_manual(source=src, external_ids=[expected["missing"].pk], internal_ids=[], decision=decision,
                      actor=recon.ACTOR, now=T0)  # fmt: skip
+
+
+def _late_capture(src, amount_minor: int) -> ReconciliationItem:
+    """A capture recorded after the source's last run: a new item (above its watermark)."""
+    late = recon.capture(amount_minor=amount_minor)
+    recon.refresh(src)
+    item = ReconciliationItem.objects.get(source=src, internal_id=late.public_id)
+    assert not_yet_considered(src.pk, [item.pk]) == [item.pk]
+    return item
+
+
+def test_a_decision_can_match_a_new_item_and_the_next_run_leaves_it_out(provider_day):
+    src, lines, _ = provider_day
+    recon.run(src)
+    # Given a capture recorded after the run, offered as a candidate for the unknown line's break
+    late = _late_capture(src, 99_900)
+    assert unmatched_items(src).filter(pk=late.pk).exists()
+    # When a decision matches it with the line, before any run has considered it
+    match = match_manual(source=src, external_ids=[lines[5].pk], internal_ids=[late.pk],
+                         decision=_decision(src, lines[5]), actor=recon.ACTOR, now=T0)  # fmt: skip
+    assert not unmatched_items(src).filter(pk=late.pk).exists()
+    # And a later report states the same capture again (a line the engine would pair with it)
+    recon.imported(
+        src, recon.stripe_csv([(late.reference, money(99_900), money(late.fee_minor), "IDR", "charge")]), "later.csv"
+    )
+    # Then the next run leaves the decided item out: the run succeeds, the decision's match stands
+    rerun = recon.run(src)
+    assert rerun.status == RunStatus.SUCCEEDED
+    assert status_of(late) == (MatchStatus.MANUAL_MATCHED, match.pk)
+    later_line = ReconciliationItem.objects.filter(source=src, side=ItemSide.EXTERNAL).latest("id")
+    assert status_of(later_line) == (MatchStatus.UNMATCHED_EXTERNAL, None)
+    # And undoing the decision's match now makes the item open (a run has considered it since)
+    match_undo(match_id=match.public_id, actor=recon.ACTOR, now=T0, reason_text="Wrong capture")
+    assert ReconciliationOpenItem.objects.filter(source_id=src.pk, item_id=late.pk).exists()
+    assert recon.run(src).matches_made == 1 and status_of(late)[0] == MatchStatus.MATCHED
+
+
+def test_undoing_a_decision_on_a_new_item_before_any_run_makes_it_new_again(provider_day):
+    src, lines, _ = provider_day
+    recon.run(src)
+    late = _late_capture(src, 99_900)
+    match = match_manual(source=src, external_ids=[lines[5].pk], internal_ids=[late.pk],
+                         decision=_decision(src, lines[5]), actor=recon.ACTOR, now=T0)  # fmt: skip
+    # A second decision on the same new item is refused: a match holds it
+    with pytest.raises(ItemsAlreadyMatched):
+        match_manual(source=src, external_ids=[], internal_ids=[late.pk], decision=_decision(src, lines[5], 1),
+                     actor=recon.ACTOR, now=T0)  # fmt: skip
+    match_undo(match_id=match.public_id, actor=recon.ACTOR, now=T0, reason_text="Chose too early")
+    # Then the item is new again (no open-item row: no run has considered it), and the next run does
+    assert not ReconciliationOpenItem.objects.filter(item_id=late.pk).exists()
+    assert not_yet_considered(src.pk, [late.pk]) == [late.pk]
+    run = recon.run(src)
+    assert run.items_considered >= 1 and not_yet_considered(src.pk, [late.pk]) == []
+    assert status_of(late)[0] in (MatchStatus.MATCHED, MatchStatus.UNMATCHED_INTERNAL)
+    assert ReconciliationMatch.objects.filter(memberships__item=late, memberships__active=True).count() <= 1
 
 
 # --- the command and the task ----------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from audit.context import audit_context
 from backoffice.actors import system_actor
 from reconciliation.models import ItemSide, ReconciliationOpenItem, SourceKind
 from reconciliation.services import reconciliation_run, source_create, statement_import, statement_receive
-from reconciliation.services.common import item_statistics_refresh, raw_cursor
+from reconciliation.services.common import item_statistics_refresh, lock_source_for_new_items, raw_cursor
 
 ACTOR = system_actor("recon_bench")
 CURRENCY = "USD"
@@ -116,16 +116,12 @@ def _load_internal(source_id: int, tag: str, internal: list[tuple]) -> None:
     )
     data = rows.encode()
     copy_sql = f"COPY reconciliation_reconciliationitem ({_QUOTED}) FROM STDIN"
+    # Under the source's lock, as expected_items_refresh writes them: new items above the watermark.
     with transaction.atomic(), raw_cursor() as cursor:
+        lock_source_for_new_items(source_id)
         with cursor.copy(copy_sql) as copy:
             for start in range(0, len(data), 1 << 22):
                 copy.write(data[start : start + (1 << 22)])
-        # ... and open, as expected_items_refresh makes them.
-        cursor.execute(
-            "INSERT INTO reconciliation_reconciliationopenitem (source_id, item_id)"
-            " SELECT source_id, id FROM reconciliation_reconciliationitem WHERE source_id = %s",
-            [source_id],
-        )
     item_statistics_refresh(len(internal))  # as expected_items_refresh does after creating as many
 
 
