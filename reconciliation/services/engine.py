@@ -66,7 +66,7 @@ class Rule:
     params: dict[str, Any]
 
 
-@dataclass(eq=False)
+@dataclass(slots=True, eq=False)
 class Match:
     rule: Rule | None
     result: str

@@ -232,10 +232,12 @@ def _reserve_match_ids(n: int) -> list[int]:
         # row, and cost seven times the nextval calls themselves.
         cursor.execute("SELECT pg_get_serial_sequence('reconciliation_reconciliationmatch', 'id')::regclass::oid")
         sequence = cursor.fetchone()[0]
-        sql = "COPY (SELECT nextval(%s::oid::regclass) FROM generate_series(1, %s)) TO STDOUT"
-        with cursor.copy(sql, [sequence, n]) as copy:
-            text = b"".join(bytes(block) for block in copy)
-    return [int(value) for value in text.split()]
+        # One value back, not a row per id: reading 950,000 rows one by one cost a second.
+        cursor.execute(
+            "SELECT string_agg(nextval(%s::oid::regclass)::text, ' ') FROM generate_series(1, %s)", [sequence, n]
+        )
+        text = cursor.fetchone()[0]
+    return list(map(int, text.split()))
 
 
 def _write(
