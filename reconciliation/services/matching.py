@@ -154,7 +154,8 @@ def _watermark(source_id: int) -> _Watermark:
     return _Watermark(*(row.first() or (0, 0)))
 
 
-def _load_items(source_id: int, watermark: _Watermark) -> list[Item]:
+def _load_items(source_id: int, watermark: _Watermark) -> tuple[list[Item], list[int]]:
+    """The items the run has to explain, and the new items it leaves out (decisions matched them)."""
     items: list[Item] = []
     append = items.append
     with index_walk_only(), connection.cursor() as cursor:
@@ -180,7 +181,7 @@ def _load_items(source_id: int, watermark: _Watermark) -> list[Item]:
             else:
                 append(Item(int(id_), False, amount_minor, amount_minor, currency, _int_or_none(fee), int(day),
                             reference, keys, _keys(batch), False))  # fmt: skip
-    return items
+    return items, decided
 
 
 def _rules(source: ReconciliationSource) -> list[Rule]:
@@ -454,7 +455,7 @@ def _match_and_write(
     """Load the source's open items and new items, apply the rules and the duplicate check, write the
     result, move the watermark."""
     watermark = _watermark(source.pk)
-    items = _load_items(source.pk, watermark)
+    items, decided = _load_items(source.pk, watermark)
     mark = lap("load", mark)
     engine = Engine(items)
     outcome = engine.apply(rules)
@@ -473,7 +474,9 @@ def _match_and_write(
     left = [i for i in items if not i.taken]
     _write(source, run, matches, watermark=watermark.considered_through, now=now, timings=timings)
     mark = lap("write", mark)
-    through = max(watermark.considered_through, max((i.id for i in items), default=0))
+    # Past every item the run loaded, and past the new items decisions took (considered, by a person):
+    # stopping short of one would offer it to the next run as new once decisions_through has moved on.
+    through = max(watermark.considered_through, max((i.id for i in items), default=0), max(decided, default=0))
     _watermark_advance(source, run, watermark, through, [i.id for i in left if i.id > watermark.considered_through])
     lap("watermark", mark)
     results: dict[str, int] = {}

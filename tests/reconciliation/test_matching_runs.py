@@ -304,6 +304,23 @@ def test_a_decision_can_match_a_new_item_and_the_next_run_leaves_it_out(provider
     assert recon.run(src).matches_made == 1 and status_of(late)[0] == MatchStatus.MATCHED
 
 
+def test_the_watermark_moves_past_a_new_item_a_decision_took_even_when_it_is_the_newest(provider_day):
+    src, lines, _ = provider_day
+    recon.run(src)
+    # Given a new line, then a newer capture a decision matches before any run
+    recon.imported(src, recon.stripe_csv([("sim_pay_OTHER", money(12_300), "0.00", "IDR", "charge")]), "later.csv")
+    late = _late_capture(src, 99_900)
+    match = match_manual(source=src, external_ids=[lines[5].pk], internal_ids=[late.pk],
+                         decision=_decision(src, lines[5]), actor=recon.ACTOR, now=T0)  # fmt: skip
+    # When two runs follow (the first leaves the capture out, the second must not take it for new)
+    first, second = recon.run(src), recon.run(src)
+    # Then the capture is past the watermark, never open, and still the decision's
+    assert (first.status, second.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
+    assert not_yet_considered(src.pk, [late.pk]) == [] and second.matches_made == 0
+    assert not ReconciliationOpenItem.objects.filter(item_id=late.pk).exists()
+    assert status_of(late) == (MatchStatus.MANUAL_MATCHED, match.pk)
+
+
 def test_undoing_a_decision_on_a_new_item_before_any_run_makes_it_new_again(provider_day):
     src, lines, _ = provider_day
     recon.run(src)
