@@ -87,14 +87,20 @@ _WITHOUT_BATCH_KEYS = "".join(f" - '{key}'" for key in BATCH_KEYS)
 # only where they add a key), its batch keys joined by a unit separator. First the open items (by
 # their key, each item fetched by its own), then the items above the watermark (by the index
 # (source, id)): never the source's history.
+# Most lines name no batch key: for them the references go out as they are, without the four jsonb
+# deletions and lookups per line that were half the statement's time (the result is the same).
 _COLUMNS = """
     i.id, i.side = 'EXTERNAL', i.amount_minor, i.gross_minor, i.fee_minor, i.currency,
     i.value_date - DATE '1970-01-01', i.reference,
-    CASE WHEN i.side = 'EXTERNAL' THEN (i."references" WITHOUT_BATCH_KEYS)::text ELSE '' END,
-    CASE WHEN i.side = 'EXTERNAL'
+    CASE WHEN i.side <> 'EXTERNAL' THEN ''
+         WHEN i."references" ?| ARRAY[BATCH_KEY_NAMES] THEN (i."references" WITHOUT_BATCH_KEYS)::text
+         ELSE i."references"::text END,
+    CASE WHEN i.side <> 'EXTERNAL' THEN i.batch_id
+         WHEN i."references" ?| ARRAY[BATCH_KEY_NAMES]
          THEN concat_ws(E'\\x1f', NULLIF(i.batch_id, ''), BATCH_KEY_SQL, NULLIF(i.reference, ''))
-         ELSE i.batch_id END
+         ELSE concat_ws(E'\\x1f', NULLIF(i.batch_id, ''), NULLIF(i.reference, '')) END
 """.replace("WITHOUT_BATCH_KEYS", _WITHOUT_BATCH_KEYS).replace("BATCH_KEY_SQL", _BATCH_KEY_SQL)
+_COLUMNS = _COLUMNS.replace("BATCH_KEY_NAMES", ", ".join(f"'{key}'" for key in BATCH_KEYS))
 _LOAD = f"""
 COPY (
     SELECT {_COLUMNS}
