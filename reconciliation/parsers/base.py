@@ -61,6 +61,14 @@ class ParsedLine:
 
     def __post_init__(self) -> None:
         # bool is an int subclass and a float slips in easily from a careless caller: refuse both.
+        # (The common case, an int amount and no gross, fee or net, is decided in one comparison.)
+        if (
+            type(self.amount_minor) is int
+            and self.gross_minor is None
+            and self.fee_minor is None
+            and (self.net_minor is None)
+        ):
+            return
         for name in ("amount_minor", "gross_minor", "fee_minor", "net_minor"):
             value = getattr(self, name)
             if value is not None and type(value) is not int:

@@ -78,6 +78,7 @@ def read_csv(data: bytes, *, what: str, delimiter: str = ",", skip_rows: int = 0
     header: tuple[str, ...] | None = None
     header_row = 0
     rows: list[CsvRow] = []
+    named = False  # every header column has a name: a row's values are the header zipped with it
     while True:
         row_no = skip_rows + reader.line_num + 1
         try:
@@ -92,6 +93,7 @@ def read_csv(data: bytes, *, what: str, delimiter: str = ",", skip_rows: int = 0
             header = tuple(column.strip() for column in record)
             header_row = row_no
             _check_header(header, row_no=row_no, what=what, delimiter=delimiter)
+            named = all(header)
             continue
         if len(record) != len(header):
             raise StatementParseError(
@@ -99,7 +101,12 @@ def read_csv(data: bytes, *, what: str, delimiter: str = ",", skip_rows: int = 0
                 f"{excerpt(delimiter.join(record), limit=60)}",
                 location=f"row {row_no}",
             )
-        rows.append(CsvRow(row_no=row_no, values={c: v for c, v in zip(header, record, strict=True) if c}))
+        values = (
+            dict(zip(header, record, strict=True))
+            if named
+            else {c: v for c, v in zip(header, record, strict=True) if c}
+        )
+        rows.append(CsvRow(row_no=row_no, values=values))
     if header is None:
         raise StatementParseError(f"expected a header row, found only blank lines in the {what}")
     return CsvTable(header=header, header_row=header_row, rows=tuple(rows))

@@ -170,14 +170,18 @@ def _date(row: CsvRow, column: str, date_format: str) -> dt.date:
         ) from None
 
 
+_CHECKED_CURRENCIES: set[str] = set()  # codes check_currency accepted: a file repeats one or two
+
+
 def _line(row: CsvRow, m: CsvMapping) -> ParsedLine:
     columns = m.columns
     currency_column = columns.get("currency")
-    currency = (
-        check_currency(row.get(currency_column).upper(), where=row.where(currency_column))
-        if currency_column
-        else m.currency_value
-    )
+    if currency_column:
+        currency = row.get(currency_column).upper()
+        if currency not in _CHECKED_CURRENCIES:
+            _CHECKED_CURRENCIES.add(check_currency(currency, where=row.where(currency_column)))
+    else:
+        currency = m.currency_value
     amount_text = row.get(columns["amount"])
     if m.thousands_separator:
         amount_text = amount_text.replace(m.thousands_separator, "")
@@ -212,7 +216,7 @@ def _line(row: CsvRow, m: CsvMapping) -> ParsedLine:
         references={"reference": reference} if reference else {},
         counterparty=row.get(columns.get("counterparty")),
         description=row.get(columns.get("description")),
-        raw=dict(row.values),
+        raw=row.values,  # the row's own dict: nothing else keeps or changes it
     )
 
 

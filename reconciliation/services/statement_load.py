@@ -126,8 +126,15 @@ def _plain(text: str) -> str:
 
 
 def _json(references: dict, simple: bool) -> str:
-    if simple and all(type(v) is str for v in references.values()):
-        return "{" + ",".join([f'"{k}":"{v}"' for k, v in references.items()]) + "}"
+    if simple:
+        if not references:
+            return "{}"
+        if len(references) == 1:  # most lines: {"reference": ...}
+            ((key, value),) = references.items()
+            if type(value) is str:
+                return f'{{"{key}":"{value}"}}'
+        elif all(type(v) is str for v in references.values()):
+            return "{" + ",".join([f'"{k}":"{v}"' for k, v in references.items()]) + "}"
     return _JSON(references)
 
 
