@@ -205,16 +205,19 @@ def _earlier_originals(source_id: int, leftovers: list[Item]) -> dict[tuple[str,
         return {}
     # By the source's reference index, then each membership and match by key: what this costs follows
     # the references asked about, never the size of the membership table (which a hash join read whole).
+    # One index probe per reference from the list, already sorted (reference = ANY(list) first sorted
+    # the 100,000 references again in the database: twice the time).
     with index_walk_only(), connection.cursor() as cursor:
         cursor.execute(
             """SELECT DISTINCT ON (i.reference, i.amount_minor, i.currency) i.reference, i.amount_minor, i.currency,
                       m.public_id
-                 FROM reconciliation_reconciliationitem i
+                 FROM unnest(%s::text[]) AS r(reference)
+                 JOIN reconciliation_reconciliationitem i ON i.source_id = %s AND i.reference = r.reference
                  JOIN reconciliation_reconciliationmatchitem mi ON mi.item_id = i.id AND mi.active
                  JOIN reconciliation_reconciliationmatch m ON m.id = mi.match_id
-                WHERE i.source_id = %s AND i.side = 'EXTERNAL' AND m.result <> 'DUPLICATE' AND i.reference = ANY(%s)
+                WHERE i.side = 'EXTERNAL' AND m.result <> 'DUPLICATE'
                 ORDER BY i.reference, i.amount_minor, i.currency, i.id""",
-            [source_id, references],
+            [references, source_id],
         )
         return {(ref, amount, currency): public_id for ref, amount, currency, public_id in cursor.fetchall()}
 
