@@ -377,8 +377,9 @@ class ReconciliationMatch(models.Model):
     public_id = models.CharField(max_length=32)  # rm_...
     # References checked per statement (migration 0006): a run's million matches name one
     # source and one run.
+    # Indexed through recon_match_source_recent (source first).
     source = models.ForeignKey(ReconciliationSource, on_delete=models.PROTECT, related_name="matches",
-                               db_constraint=False)  # fmt: skip
+                               db_index=False, db_constraint=False)  # fmt: skip
     # Not indexed: nothing looks matches up by run, and the index cost a 950,000-match run 0.5 s (migration 0009).
     run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, null=True, blank=True, related_name="matches",
                             db_index=False, db_constraint=False)  # fmt: skip
@@ -414,6 +415,8 @@ class ReconciliationMatch(models.Model):
                 name="recon_match_open_differences",
             ),
             models.Index(fields=["decision"], condition=Q(decision__isnull=False), name="recon_match_decision"),
+            # The match history of one source, newest first (keyset by id).
+            models.Index(fields=["source", "id"], name="recon_match_source_recent"),
             # A source's matches made by decisions since its last run (the new items they took).
             models.Index(fields=["source", "id"], condition=Q(decision__isnull=False), name="recon_match_by_decision"),
         ]

@@ -28,6 +28,7 @@ from reconciliation.models import (
     ReconciliationItem,
     ReconciliationMatch,
     ReconciliationRule,
+    ReconciliationSource,
 )
 from reconciliation.selectors.files import SortKey, keyset_page
 from reconciliation.selectors.items import match_items, unmatched_items
@@ -38,7 +39,10 @@ MATCH_TARGET = "reconciliation_match"  # the approvals engine's target type for 
 POINTS_REFERENCE, POINTS_OTHER_REFERENCE = 60, 45
 POINTS_AMOUNT_EQUAL, POINTS_AMOUNT_1PCT, POINTS_AMOUNT_10PCT = 30, 20, 10
 POINTS_DATE = 10
-MATCH_KEYS = (SortKey("created_at", True, "datetime"), SortKey("id", True, "int"))
+# Newest first by id (ids are taken in the order matches are written): the primary key, or the
+# (source, id) index for one source, walked backwards. Sorting by time read every match there is
+# (3.8 s a page with 2.85M matches).
+MATCH_KEYS = (SortKey("id", True, "int"),)
 
 
 # --- candidates --------------------------------------------------------------------------------------------
@@ -153,7 +157,9 @@ def _pending_undo():
 def _filtered(f: MatchFilter) -> QuerySet[ReconciliationMatch]:
     qs = ReconciliationMatch.objects.all()
     if f.source:
-        qs = qs.filter(source__code=f.source)
+        # The source's id as a value computed once, so the (source, id) index is walked; a join on the
+        # code walked every match newest first looking for the source's.
+        qs = qs.filter(source_id=Subquery(ReconciliationSource.objects.filter(code=f.source).values("id")[:1]))
     if f.state:
         qs = qs.filter(state=f.state)
     if f.result:
