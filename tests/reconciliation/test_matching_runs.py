@@ -327,10 +327,15 @@ def test_undoing_a_decision_on_a_new_item_before_any_run_makes_it_new_again(prov
     late = _late_capture(src, 99_900)
     match = match_manual(source=src, external_ids=[lines[5].pk], internal_ids=[late.pk],
                          decision=_decision(src, lines[5]), actor=recon.ACTOR, now=T0)  # fmt: skip
-    # A second decision on the same new item is refused: a match holds it
+    # A second decision on the same new item is refused: a match holds it; nothing changes, the refusal audited
+    before = recon.snapshot(src)
     with pytest.raises(ItemsAlreadyMatched):
         match_manual(source=src, external_ids=[], internal_ids=[late.pk], decision=_decision(src, lines[5], 1),
                      actor=recon.ACTOR, now=T0)  # fmt: skip
+    assert recon.snapshot(src) == before
+    assert ReconciliationMatch.objects.filter(source=src, decision__isnull=False).count() == 1
+    refusal = AuditEvent.objects.filter(event_type="reconciliation.match_manual_refused").latest("seq")
+    assert (refusal.error_code, refusal.after["internal_items"]) == ("RECON_ITEMS_ALREADY_MATCHED", [late.pk])
     match_undo(match_id=match.public_id, actor=recon.ACTOR, now=T0, reason_text="Chose too early")
     # Then the item is new again (no open-item row: no run has considered it), and the next run does
     assert not ReconciliationOpenItem.objects.filter(item_id=late.pk).exists()
