@@ -114,12 +114,17 @@ COPY (
 ) TO STDOUT
 """  # noqa: S608 (constants only)
 # The new items (above the watermark) decisions have matched since the source's last run: not new any
-# more, and not open either. By the index of the source's matches made by decisions.
+# more, and not open either. From the source's matches made by decisions (their index), then their
+# memberships by key. Materialised, so the plan starts there: left to itself, with a watermark still
+# at 0 (a source's first run), it walked every membership of every source (2.4 s at 5.9M).
 _DECIDED_NEW = """
+WITH decided AS MATERIALIZED (
+    SELECT m.id FROM reconciliation_reconciliationmatch m
+     WHERE m.source_id = %s AND m.decision_id IS NOT NULL AND m.id > %s
+)
 SELECT mi.item_id
-  FROM reconciliation_reconciliationmatch m
-  JOIN reconciliation_reconciliationmatchitem mi ON mi.match_id = m.id AND mi.active
- WHERE m.source_id = %s AND m.decision_id IS NOT NULL AND m.id > %s AND mi.item_id > %s
+  FROM decided d
+  JOIN reconciliation_reconciliationmatchitem mi ON mi.match_id = d.id AND mi.active AND mi.item_id > %s
 """
 
 
