@@ -223,7 +223,9 @@ class ReconciliationWatermark(models.Model):
     """How far the source's runs have looked: every item of the source with a greater id is new, and
     the next run considers it. Items are written under the source's lock in shared mode and a run
     takes it exclusively (reconciliation.services.common), so no item can be committed below a
-    watermark after a run has read past it. Only moves forward (trigger); one row per source."""
+    watermark after a run has read past it. A new item a decision matched before any run saw it is
+    not new any more: the next run leaves out the items of the decisions after decisions_through,
+    and moves past them. Only moves forward (trigger); one row per source."""
 
     source = models.OneToOneField(ReconciliationSource, on_delete=models.PROTECT, primary_key=True,
                                   related_name="watermark")  # fmt: skip
