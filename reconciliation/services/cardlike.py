@@ -33,6 +33,11 @@ _CANDIDATE_ASCII = re.compile(r"[0-9][0-9 -]{11,}[0-9]")
 _RUN_BYTES = re.compile(rb"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 # Anything _RUN_BYTES can match, found three times faster: files without one are left alone at once.
 _CANDIDATE_BYTES = re.compile(rb"[0-9][0-9 -]{11,}[0-9]")
+# A candidate lies inside a run of at least 13 digits, spaces and dashes. Marking those bytes (1) and
+# the others (0) is one C pass, finding 13 marks in a row another; only such runs go to the regex,
+# which spent 0.7 s on a 69 MB statement of dates, amounts and short references that holds none.
+_RUN_MARKS = bytes(1 if byte in b"0123456789 -" else 0 for byte in range(256))
+_LONG_RUN = b"\x01" * 13
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # 24 letters: no I or O, which read as digits
 
 
@@ -71,13 +76,26 @@ def pseudonymise_text(text: str) -> str:
     return _RUN.sub(_replace, text)
 
 
+def _has_candidate_bytes(data: bytes) -> bool:
+    """Whether _CANDIDATE_BYTES matches somewhere in `data` (the same answer, found faster)."""
+    marks = data.translate(_RUN_MARKS)
+    start = marks.find(_LONG_RUN)
+    while start >= 0:
+        end = marks.find(b"\x00", start)
+        end = len(data) if end < 0 else end
+        if _CANDIDATE_BYTES.search(data, start, end):
+            return True
+        start = marks.find(_LONG_RUN, end)
+    return False
+
+
 def pseudonymise_bytes(data: bytes) -> tuple[bytes, int]:
     """A file's bytes with every card-number-like run of ASCII digits replaced by its pseudonym, and
     how many were replaced. Works on the bytes, whatever the file's text encoding, as long as it
     writes digits as ASCII (UTF-8, Latin-1 and the other single-byte encodings do; the parsers
     refuse UTF-16). The replacement has the same length and is ASCII, so the file's layout and
     encoding are untouched."""
-    if not _CANDIDATE_BYTES.search(data):
+    if not _has_candidate_bytes(data):
         return data, 0
     count = 0
 

@@ -4,6 +4,7 @@ re-import by hash, card-number-like references, cut files parsed in pieces, prog
 import datetime as dt
 import hashlib
 import io
+import random
 import threading
 import time
 
@@ -29,7 +30,7 @@ from reconciliation.models import (
 from reconciliation.selectors.items import item_states, not_yet_considered
 from reconciliation.services import imports as imports_module
 from reconciliation.services import statement_import, statement_receive
-from reconciliation.services.cardlike import pseudonym
+from reconciliation.services.cardlike import _CANDIDATE_BYTES, _has_candidate_bytes, pseudonym, pseudonymise_bytes
 from reconciliation.services.common import LOCK_FILE_IMPORT
 from reconciliation.services.statement_load import split_csv
 from reconciliation.tasks import statement_import_task
@@ -287,6 +288,29 @@ def test_a_failed_file_does_not_quote_a_card_number_in_its_error():
     file = recon.imported(recon.source(), data)
     assert file.status == FileStatus.FAILED
     assert "4111111111111111" not in file.error_message and pseudonym("4111111111111111") in file.error_message
+
+
+def test_the_quick_look_for_card_like_runs_answers_as_the_full_pattern_does():
+    # The receive looks for runs of 13+ digits, spaces and dashes before running the pattern; it must
+    # never miss what the pattern finds, at a file's edges, after long blank runs or inside long runs.
+    rng = random.Random(20261121)
+    alphabet = b"0123456789 -,.x\n"
+    samples = [bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 48))) for _ in range(20_000)]
+    samples += [
+        b"4111111111111111",
+        b"x4111 1111 1111 1111",
+        b"<a>" + b" " * 40 + b"</a>",
+        b"1" * 12,
+        b"1" + b" " * 11 + b"1",
+        b" " * 20 + b"1234567890123",
+        b"2026-03-02,1234567.89,IDR,REF-000000001",
+    ]
+    for sample in samples:
+        assert _has_candidate_bytes(sample) == bool(_CANDIDATE_BYTES.search(sample)), sample
+    # And a file with a card number is still pseudonymised, one without is left as it is
+    assert pseudonymise_bytes(b"2026-03-02,1.00,IDR,4111111111111111\n")[1] == 1
+    plain = b"2026-03-02,1.00,IDR,REF-000000001\n" * 1000
+    assert pseudonymise_bytes(plain) == (plain, 0)
 
 
 # --- cut into pieces -----------------------------------------------------------------------------------------
