@@ -107,7 +107,9 @@ def _sign(value: int) -> int:
 
 
 def _take(outcome: Outcome, match: Match) -> None:
-    for item in match.items:
+    for item in match.external:
+        item.taken = True
+    for item in match.internal:
         item.taken = True
     outcome.matches.append(match)
     if match.rule is not None:

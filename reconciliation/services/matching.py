@@ -22,12 +22,14 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg.copy import QueuedLibpqWriter
 
 from audit.models import AuditResult
 from audit.services import audit_record
@@ -227,6 +229,18 @@ def _earlier_originals(source_id: int, leftovers: list[Item]) -> dict[tuple[str,
         return {(ref, amount, currency): public_id for ref, amount, currency, public_id in cursor.fetchall()}
 
 
+def _originals(source_id: int, leftovers: list[Item], matches: list[Match]) -> dict[tuple[str, int, str], str | Match]:
+    """(reference, amount, currency) -> the match of a line matched already, for the references of
+    the lines this run left free: an earlier run's (its public id), else the first of this run's."""
+    originals: dict[tuple[str, int, str], str | Match] = dict(_earlier_originals(source_id, leftovers))
+    wanted = {e.reference for e in leftovers if e.reference}  # a few percent of the lines
+    for match in matches:
+        for e in match.external:
+            if e.reference in wanted:
+                originals.setdefault((e.reference, e.amount, e.currency), match)
+    return originals
+
+
 # --- writing ---------------------------------------------------------------------------------------------
 
 _MATCH_COLUMNS = (
@@ -255,15 +269,74 @@ def _reserve_match_ids(n: int) -> list[int]:
     return list(map(int, text.split()))
 
 
+class _RunObjects:
+    """The run's millions of objects (its items, the engine's indexes, the matches). The write drops
+    them as soon as they are COPY text, so that freeing them (more than a second at a million lines)
+    happens while PostgreSQL takes the matches, not after."""
+
+    def __init__(self, matches: list[Match], *others: object) -> None:
+        self.matches: list[Match] | None = matches
+        self.others: tuple[object, ...] = others
+
+    def drop(self) -> None:
+        self.matches, self.others = None, ()
+
+
+def _match_rows(matches: list[Match], *, source_id: int, run_id: str, created: str) -> Iterator[bytes]:
+    """The matches as COPY text, 10,000 rows a piece."""
+    rule_columns = {}  # rule -> its code and version as COPY text, once per rule rather than per match
+    buffer = []
+    for match in matches:
+        rule = rule_columns.get(id(match.rule))  # rules are held by the run: their ids are stable
+        if rule is None:
+            code, version = (match.rule.code, match.rule.version) if match.rule is not None else DUPLICATE_RULE
+            rule = rule_columns[id(match.rule)] = f"{copy_text(code)}\t{version}"
+        tolerance = match.tolerance
+        if match.duplicate_of is not None:
+            original = match.duplicate_of
+            tolerance = {"duplicate_of": original if isinstance(original, str) else original.public_id}
+        tolerance = copy_text(json.dumps(tolerance, separators=(",", ":"))) if tolerance else "{}"
+        buffer.append(
+            f"{match.pk}\t{match.public_id}\t{source_id}\t{run_id}\t{rule}\t\\N\t{match.shape}\t"
+            f"{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t{tolerance}\t"
+            f"{MatchState.ACTIVE}\t{created}\t\\N\t\n"
+        )
+        if len(buffer) >= 10_000:
+            yield "".join(buffer).encode()
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def _membership_rows(matches: list[Match]) -> list[bytes]:
+    """The memberships as COPY text in match order (ascending match ids: the primary key's index is
+    appended to), 100,000 rows a piece."""
+    pieces, buffer = [], []
+    for match in matches:
+        pk = match.pk
+        for item in match.external:
+            buffer.append(f"{pk}\t{item.id}\tt\tt\n")
+        for item in match.internal:
+            buffer.append(f"{pk}\t{item.id}\tf\tt\n")
+        if len(buffer) >= 100_000:
+            pieces.append("".join(buffer).encode())
+            buffer.clear()
+    if buffer:
+        pieces.append("".join(buffer).encode())
+    return pieces
+
+
 def _write(
-    source: ReconciliationSource, run: ReconciliationRun | None, matches: list[Match], *, watermark: int,
+    source: ReconciliationSource, run: ReconciliationRun, objects: _RunObjects, *, watermark: int,
     now: dt.datetime, timings: dict | None = None,
 ) -> int:  # fmt: skip
     """Write the matches and their memberships and take their open items (those at or below the
     watermark; the new ones above it have no open-item row) off the open items; returns the items
-    taken. Raises ItemsAlreadyMatched (the caller's transaction must roll back) if any open item
-    was taken meanwhile."""
+    taken. Drops `objects` once they are written out. Raises ItemsAlreadyMatched (the caller's
+    transaction must roll back) if any open item was taken meanwhile."""
+    matches = objects.matches
     if not matches:
+        objects.drop()
         return 0
     clock = time.monotonic()
 
@@ -278,49 +351,40 @@ def _write(
     names = public_ids("rm", len(matches))
     for match, pk, name in zip(matches, ids, names, strict=True):
         match.pk, match.public_id = pk, name
-    created = now.isoformat()
-    run_id = str(run.pk) if run is not None else "\\N"
-    # Memberships in match order (ascending match ids: the primary key's index is appended to); the
-    # items' own order needs no sort, the DELETE below finds them by key either way.
-    memberships = [
-        f"{match.pk}\t{item.id}\t{'t' if item.external else 'f'}\tt\n"
-        for match in matches for item in (*match.external, *match.internal)
-    ]  # fmt: skip
-    taken = sum(len(match.external) + len(match.internal) for match in matches)
-    were_open = [item.id for match in matches for item in (*match.external, *match.internal) if item.id <= watermark]
+    del ids, names
+    taken = 0
+    were_open = []
+    for match in matches:
+        for item in match.external:
+            taken += 1
+            if item.id <= watermark:
+                were_open.append(item.id)
+        for item in match.internal:
+            taken += 1
+            if item.id <= watermark:
+                were_open.append(item.id)
     lap("prepare")
     with raw_cursor() as cursor:
         if were_open:
             _take_open_items(cursor, source, were_open)
         lap("take_open_items")
-        with cursor.copy(_COPY_MATCHES) as copy:
-            rule_columns = {}  # rule -> its code and version as COPY text, once per rule rather than per match
-            buffer = []
-            for match in matches:
-                rule = rule_columns.get(id(match.rule))  # rules are held by the run: their ids are stable
-                if rule is None:
-                    code, version = (match.rule.code, match.rule.version) if match.rule is not None else DUPLICATE_RULE
-                    rule = rule_columns[id(match.rule)] = f"{copy_text(code)}\t{version}"
-                tolerance = match.tolerance
-                if match.duplicate_of is not None:
-                    original = match.duplicate_of
-                    tolerance = {"duplicate_of": original if isinstance(original, str) else original.public_id}
-                tolerance = copy_text(json.dumps(tolerance, separators=(",", ":"))) if tolerance else "{}"
-                buffer.append(
-                    f"{match.pk}\t{match.public_id}\t{source.pk}\t{run_id}\t{rule}\t\\N\t{match.shape}\t"
-                    f"{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t{tolerance}\t"
-                    f"{MatchState.ACTIVE}\t{created}\t\\N\t\n"
-                )
-                if len(buffer) >= 10_000:
-                    copy.write("".join(buffer).encode())
-                    buffer.clear()
-            copy.write("".join(buffer).encode())
+        # PostgreSQL takes the rows from a thread of psycopg's (QueuedLibpqWriter: it waits on the socket
+        # without the GIL) while this thread renders the rest and frees the run's objects: the server's
+        # work and Python's overlap on two cores instead of following each other.
+        with cursor.copy(_COPY_MATCHES, writer=QueuedLibpqWriter(cursor)) as copy:
+            run_id = str(run.pk)
+            for rows in _match_rows(matches, source_id=source.pk, run_id=run_id, created=now.isoformat()):
+                copy.write(rows)
+            memberships = _membership_rows(matches)
+            matches = match = item = None  # the last references but the holder's
+            objects.drop()
         lap("copy_matches")
         # The unique index on an item's active membership is the database's own guard: a writer that
         # ignored the open items still cannot give an item a second active match.
-        with cursor.copy(_COPY_MEMBERSHIPS) as copy:
-            for start in range(0, len(memberships), 100_000):
-                copy.write("".join(memberships[start : start + 100_000]).encode())
+        with cursor.copy(_COPY_MEMBERSHIPS, writer=QueuedLibpqWriter(cursor)) as copy:
+            for rows in memberships:
+                copy.write(rows)
+            del memberships
         lap("copy_memberships")
         return taken
 
@@ -475,34 +539,32 @@ def _match_and_write(
     outcome = engine.apply(rules)
     mark = lap("match", mark)
     leftovers = [i for i in engine.externals if not i.taken]
-    originals: dict[tuple[str, int, str], str | Match] = dict(_earlier_originals(source.pk, leftovers))
-    for match in outcome.matches:
-        for e in match.external:
-            if e.reference:
-                originals.setdefault((e.reference, e.amount, e.currency), match)
-    found = duplicates(leftovers, originals)
+    found = duplicates(leftovers, _originals(source.pk, leftovers, outcome.matches))
     matches = outcome.matches + found
     per_rule = {**outcome.per_rule, DUPLICATE_RULE[0]: len(found)}
     mark = lap("duplicates", mark)
     now = now_fn()
+    results = dict(Counter(match.result for match in matches))
     left = [i for i in items if not i.taken]
-    _write(source, run, matches, watermark=watermark.considered_through, now=now, timings=timings)
-    mark = lap("write", mark)
+    left_external = sum(i.external for i in left)
     # Past every item the run loaded, and past the new items decisions took (considered, by a person):
     # stopping short of one would offer it to the next run as new once decisions_through has moved on.
     through = max(watermark.considered_through, max((i.id for i in items), default=0), max(decided, default=0))
-    _watermark_advance(source, run, watermark, through, [i.id for i in left if i.id > watermark.considered_through])
-    lap("watermark", mark)
-    results: dict[str, int] = {}
-    for match in matches:
-        results[match.result] = results.get(match.result, 0) + 1
-    left_external = sum(i.external for i in left)
-    return now, _Made(
+    made = _Made(
         considered=len(items), matches=len(matches), per_rule=per_rule, results=results,
         left_external=left_external, left_internal=len(left) - left_external,
         unexplained=[(i.id, i.external, i.amount, i.currency, _date(i.day)) for i in left],
         considered_through=through,
     )  # fmt: skip
+    left_new = [i.id for i in left if i.id > watermark.considered_through]
+    # From here the run's objects live only in the holder, which the write empties.
+    objects = _RunObjects(matches, items, engine, outcome, leftovers, found, left)
+    del items, engine, outcome, leftovers, found, left, matches
+    _write(source, run, objects, watermark=watermark.considered_through, now=now, timings=timings)
+    mark = lap("write", mark)
+    _watermark_advance(source, run, watermark, through, left_new)
+    lap("watermark", mark)
+    return now, made
 
 
 def _run_failed(run: ReconciliationRun, exc: Exception, *, actor: Actor, now: dt.datetime, seconds: float) -> None:
