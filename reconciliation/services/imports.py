@@ -117,7 +117,7 @@ def statement_receive(
                         size_bytes=len(data), parser=parser.name, parser_version=str(parser.version),
                         format=parser.format, notes=notes, uploaded_by=actor.label, uploaded_at=now,
                     )  # fmt: skip
-                    StatementFileContent.objects.create(file=file, body=body)
+                    _content_store(file.pk, body)
             except IntegrityError:
                 existing = StatementFile.objects.get(source=source, sha256=digest)
             else:
@@ -134,6 +134,26 @@ def statement_receive(
         after={"source": source.code, "filename": name, "sha256": digest, "status": existing.status},
     )  # fmt: skip
     return existing, False
+
+
+# The file's bytes travel as binary values: through the ORM they went as hex text inside the statement
+# (twice their size, parsed by the server), 1.5 s instead of 0.37 s to store 69 MB here, and 0.59 s
+# instead of 0.21 s to read them back (3.6 s and 1.2 s at 139 MB: the text grew faster than the file).
+_CONTENT_TABLE = StatementFileContent._meta.db_table
+
+
+def _content_store(file_pk: int, body: bytes) -> None:
+    with raw_cursor() as cursor:
+        cursor.execute(f"INSERT INTO {_CONTENT_TABLE} (file_id, body) VALUES (%s, %s)", [file_pk, body])  # noqa: S608
+
+
+def _content_read(file_pk: int) -> bytes:
+    with raw_cursor() as cursor:
+        cursor.execute(f"SELECT body FROM {_CONTENT_TABLE} WHERE file_id = %s", [file_pk], binary=True)  # noqa: S608
+        row = cursor.fetchone()
+    if row is None:
+        raise StatementFileContent.DoesNotExist(f"no stored content for file {file_pk}")
+    return bytes(row[0])
 
 
 # --- import ---------------------------------------------------------------------------------------------
@@ -229,7 +249,7 @@ def statement_import(*, file_id: str, actor: Actor, now_fn: Callable[[], dt.date
 def _load(file: StatementFile, *, actor: Actor, now_fn: Callable[[], dt.datetime], split: bool) -> StatementFile:
     started = time.monotonic()
     source = file.source
-    data = bytes(StatementFileContent.objects.values_list("body", flat=True).get(file_id=file.pk))
+    data = _content_read(file.pk)
     now = now_fn()
     progress = _Progress(file.pk)
     piece_lines = _settings_int("RECON_IMPORT_PIECE_LINES", PIECE_LINES)

@@ -236,6 +236,20 @@ def test_the_same_file_twice_is_recognised_by_its_hash_and_changes_nothing():
     assert created and other.pk != first.pk
 
 
+def test_the_stored_copy_is_the_files_bytes_whatever_they_are():
+    # Given a file holding every byte value, NUL and backslashes included (as binary values, not text)
+    src = recon.source()
+    data = bytes(range(256)) * 3 + b"\\x00\\\\ \x00\x00"
+    file, created = statement_receive(source=src, filename="odd.bin", data=data, actor=recon.ACTOR, now=recon.T0)
+    # Then the stored copy and what the importer reads back are those bytes
+    assert created
+    assert bytes(StatementFileContent.objects.get(file=file).body) == data
+    assert imports_module._content_read(file.pk) == data
+    # And a file with no stored copy is refused, not read as empty
+    with pytest.raises(StatementFileContent.DoesNotExist):
+        imports_module._content_read(-1)
+
+
 def test_a_file_another_importer_holds_is_returned_as_it_is():
     src = recon.source()
     file = recon.received(src, recon.bank_csv([("2026-03-02", "1.00", "IDR", "R")]))
