@@ -29,9 +29,13 @@ class StatementParseError(Exception):
         return self.message
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParsedLine:
     """One booking of a statement or one record of a provider report.
+
+    Not frozen, and nothing changes a line once its parser made it (the item it becomes is fixed by a
+    trigger): a frozen dataclass sets each of its 16 fields through object.__setattr__, 2 us a line
+    here, a sixth of parsing a CSV row; this one takes 0.4 us.
 
     `line_no` is where a person finds the record: the file line of the :61: tag in MT940, the row of a
     CSV file as a spreadsheet numbers it (the header is row 1), the position of the transaction among

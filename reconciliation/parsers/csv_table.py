@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from reconciliation.parsers.base import StatementParseError, decode_text, excerpt
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, as ParsedLine and for the same reason: one per row
 class CsvRow:
     row_no: int
     values: dict[str, str]
