@@ -32,6 +32,7 @@ Rule semantics (docs/adr/0007-reconciliation-matching.md has the reasons):
 from __future__ import annotations
 
 import bisect
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from backoffice.errors import ValidationFailed
 from reconciliation.models import MatchShape, MatchStatus, RuleKind
 
+_ID = operator.attrgetter("id")
 BATCH_KEYS = ("payout_id", "automatic_payout_id", "batch_id", "batch_number")
 
 
@@ -120,13 +122,29 @@ class Engine:
     """Holds the items of one run and applies rules to them in the order given."""
 
     def __init__(self, items: list[Item]) -> None:
-        self.externals = sorted((i for i in items if i.external), key=lambda i: i.id)
-        self.internals = sorted((i for i in items if not i.external), key=lambda i: i.id)
-        self.by_reference: dict[str, list[Item]] = defaultdict(list)
+        self.externals = sorted((i for i in items if i.external), key=_ID)
+        self.internals = sorted((i for i in items if not i.external), key=_ID)
+        # reference -> its internal item, or a list of them when several share it: almost every
+        # reference is one movement's, and a list each was a million more objects to make and walk.
+        by_reference: dict[str, Item | list[Item]] = {}
         for item in self.internals:
-            if item.reference:
-                self.by_reference[item.reference].append(item)
+            reference = item.reference
+            if reference:
+                held = by_reference.setdefault(reference, item)
+                if held is not item:
+                    if type(held) is list:
+                        held.append(item)
+                    else:
+                        by_reference[reference] = [held, item]
+        self.by_reference = by_reference
         self.outcome = Outcome()
+
+    def _with_reference(self, key: str) -> tuple[Item, ...] | list[Item]:
+        """The internal items whose reference is `key`, in id order."""
+        held = self.by_reference.get(key)
+        if held is None:
+            return ()
+        return held if type(held) is list else (held,)
 
     def apply(self, rules: list[Rule]) -> Outcome:
         passes = {
@@ -147,7 +165,7 @@ class Engine:
         """Free internal items sharing a reference key and the currency with `external`, in key order."""
         seen: set[int] = set()
         for key in external.keys:
-            for internal in self.by_reference.get(key, ()):
+            for internal in self._with_reference(key):
                 if not internal.taken and internal.currency == external.currency and internal.id not in seen:
                     seen.add(internal.id)
                     yield internal
@@ -155,13 +173,13 @@ class Engine:
     # --- the rules -----------------------------------------------------------------------------------
 
     def exact_reference(self, rule: Rule) -> None:
-        by_reference, outcome = self.by_reference, self.outcome
+        with_reference, outcome = self._with_reference, self.outcome
         for e in self.externals:
             if e.taken or not e.keys:
                 continue
             for key in e.keys:  # written out (no generator): this pass sees every line of the run
                 found = None
-                for i in by_reference.get(key, ()):
+                for i in with_reference(key):
                     if (not i.taken and i.currency == e.currency and i.amount == e.compare
                             and (e.fee is None or i.fee is None or e.fee == i.fee)):  # fmt: skip
                         found = i

@@ -76,6 +76,18 @@ def test_a_line_matches_once_and_the_first_line_wins():
     assert pairs(found) == [("exact-reference", MatchStatus.MATCHED, [1], [3])]
 
 
+def test_movements_sharing_a_reference_are_each_matched_once_in_id_order():
+    # Given three expected movements under one reference (two of the same amount) and two lines
+    items = [internal(5, 100, ref="R"), internal(3, 50, ref="R"), internal(4, 100, ref="R"),
+             ext(1, 100, ref="R"), ext(2, 100, ref="R"), ext(6, 50, ref="R"), ext(7, 50, ref="R")]  # fmt: skip
+    # Then each line takes the first free movement of its amount, by id, and no movement is taken twice
+    assert pairs(match(items, only("exact-reference"))) == [
+        ("exact-reference", MatchStatus.MATCHED, [1], [4]),
+        ("exact-reference", MatchStatus.MATCHED, [2], [5]),
+        ("exact-reference", MatchStatus.MATCHED, [6], [3]),
+    ]
+
+
 # --- reference with tolerance -------------------------------------------------------------------------------
 
 TOLERANCE = [Rule("reference-tolerance", 1, "REFERENCE_TOLERANCE", {"tolerance_minor": 100, "tolerance_bps": 50})]
