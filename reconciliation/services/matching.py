@@ -189,8 +189,10 @@ def _load_items(source_id: int, watermark: _Watermark) -> tuple[list[Item], list
                 if extra:
                     keys += extra
                 compare = amount_minor if gross_minor is None else gross_minor
+                # Most lines name no batch but their reference: one tuple serves as both.
+                batch_keys = keys if batch == reference and not extra and _SEP not in batch else _keys(batch)
                 append(Item(int(id_), True, amount_minor, compare, currency, _int_or_none(fee), int(day), reference,
-                            keys, _keys(batch), gross_minor is not None))  # fmt: skip
+                            keys, batch_keys, gross_minor is not None))  # fmt: skip
             else:
                 append(Item(int(id_), False, amount_minor, amount_minor, currency, _int_or_none(fee), int(day),
                             reference, keys, _keys(batch), False))  # fmt: skip
