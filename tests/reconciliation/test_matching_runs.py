@@ -20,14 +20,17 @@ from reconciliation.models import (
     ReconciliationItem,
     ReconciliationManualDecision,
     ReconciliationMatch,
+    ReconciliationMatchItem,
     ReconciliationOpenItem,
     ReconciliationRule,
     ReconciliationRun,
+    ReconciliationWatermark,
     RunStatus,
     SourceKind,
 )
 from reconciliation.selectors.items import item_states, match_items, not_yet_considered, unmatched_items
 from reconciliation.services import ItemsAlreadyMatched, match_manual, match_undo
+from reconciliation.services import matching as matching_module
 from reconciliation.tasks import reconciliation_run_task
 from tests.factories import reconciliation as recon
 from tests.factories.payments import T0
@@ -201,6 +204,35 @@ def test_a_rule_the_engine_cannot_apply_fails_the_run_and_changes_nothing(provid
     assert not ReconciliationMatch.objects.filter(source=src).exists()
     event = AuditEvent.objects.get(event_type="reconciliation.run_failed", target_id=run.public_id)
     assert (event.result, event.error_code) == (AuditResult.FAILED, "VALIDATION_FAILED")
+
+
+def test_a_failure_while_the_matches_are_being_sent_fails_the_run_and_changes_nothing(provider_day, monkeypatch):
+    # Given a run whose own thread fails while psycopg's thread is still sending the matches
+    src = provider_day[0]
+    before = recon.snapshot(src)
+    watermark = list(ReconciliationWatermark.objects.filter(source=src).values_list("considered_through", flat=True))
+
+    def broken(matches):
+        raise RuntimeError("rendering the memberships failed")
+
+    monkeypatch.setattr(matching_module, "_membership_rows", broken)
+    with pytest.raises(RuntimeError, match="rendering the memberships"):
+        recon.run(src)
+    # Then the COPY is abandoned with the transaction: no match, no membership, no watermark, no break
+    run = ReconciliationRun.objects.get(source=src)
+    assert run.status == RunStatus.FAILED and "rendering the memberships" in run.error_message
+    assert recon.snapshot(src) == before
+    assert not ReconciliationMatch.objects.filter(source=src).exists()
+    assert not ReconciliationMatchItem.objects.filter(item__source=src).exists()
+    assert list(ReconciliationWatermark.objects.filter(source=src).values_list("considered_through", flat=True)) == (
+        watermark)  # fmt: skip
+    assert not ReconciliationBreak.objects.filter(source=src).exists()
+    event = AuditEvent.objects.get(event_type="reconciliation.run_failed", target_id=run.public_id)
+    assert (event.result, event.error_code) == (AuditResult.FAILED, "RuntimeError")
+    # And the connection is usable: the same run, without the failure, matches
+    monkeypatch.undo()
+    assert recon.run(src).status == RunStatus.SUCCEEDED
+    assert ReconciliationMatch.objects.filter(source=src).exists()
 
 
 # --- undo and manual ---------------------------------------------------------------------------------------
