@@ -52,6 +52,7 @@ from reconciliation.models import (
 )
 from reconciliation.selectors.items import considered_through, not_yet_considered
 from reconciliation.services.common import (
+    break_statistics_refresh,
     copy_text,
     gc_paused,
     index_walk_only,
@@ -506,10 +507,12 @@ def reconciliation_run(
                        "seconds": run.seconds},
             )  # fmt: skip
             mark = lap("record", mark)
-        lap("commit", mark)
+        mark = lap("commit", mark)
     except Exception as exc:
         _run_failed(run, exc, actor=actor, now=now_fn(), seconds=time.monotonic() - clock)
         raise
+    break_statistics_refresh(run.breaks_opened + run.breaks_closed)  # the run is committed: not part of it
+    lap("statistics", mark)
     run.timings = timings  # what the benchmark prints; not stored
     return run
 

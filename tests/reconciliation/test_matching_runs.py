@@ -6,6 +6,8 @@ import io
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent, AuditResult
 from backoffice.errors import IllegalTransition, ValidationFailed
@@ -30,6 +32,7 @@ from reconciliation.models import (
 )
 from reconciliation.selectors.items import item_states, match_items, not_yet_considered, unmatched_items
 from reconciliation.services import ItemsAlreadyMatched, match_manual, match_undo
+from reconciliation.services import common as common_module
 from reconciliation.services import matching as matching_module
 from reconciliation.tasks import reconciliation_run_task
 from tests.factories import reconciliation as recon
@@ -233,6 +236,20 @@ def test_a_failure_while_the_matches_are_being_sent_fails_the_run_and_changes_no
     monkeypatch.undo()
     assert recon.run(src).status == RunStatus.SUCCEEDED
     assert ReconciliationMatch.objects.filter(source=src).exists()
+
+
+@pytest.mark.parametrize(("threshold", "analysed"), [(3, True), (4, False)])
+def test_a_run_that_changes_many_breaks_refreshes_their_statistics(provider_day, monkeypatch, threshold, analysed):
+    # Given a threshold of changed breaks (100,000 in production), and a run that opens three
+    monkeypatch.setattr(common_module, "ANALYZE_AFTER_ITEMS", threshold)
+    with CaptureQueriesContext(connection) as queries:
+        run = recon.run(provider_day[0])
+    # Then the break tables are analysed after the run once it reached the threshold, and only then
+    assert run.breaks_opened + run.breaks_closed == 3
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert ("ANALYZE reconciliation_reconciliationbreak" in statements) is analysed
+    assert ("ANALYZE reconciliation_reconciliationopenitem" in statements) is analysed
+    assert "statistics" in run.timings
 
 
 # --- undo and manual ---------------------------------------------------------------------------------------
