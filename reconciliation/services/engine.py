@@ -84,10 +84,6 @@ class Match:
     pk: int = 0  # given when the run writes the match
     public_id: str = ""
 
-    @property
-    def items(self) -> list[Item]:
-        return [*self.external, *self.internal]
-
 
 @dataclass
 class Outcome:
