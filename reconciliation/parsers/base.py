@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from backoffice.money import CurrencyError, currency_exponent
+from backoffice.money import CURRENCY_EXPONENTS, CurrencyError, currency_exponent
 
 
 class StatementParseError(Exception):
@@ -149,6 +149,7 @@ def refuse_mapping(*, parser: str, mapping: dict | None) -> None:
 # Bank and provider amounts are at most 15 digits (MT940's 15d); 18 leaves room and stays far below
 # what a 64-bit database column holds.
 _MAX_DIGITS = 18
+_TOO_LARGE = 10**_MAX_DIGITS  # the least amount with more digits
 # An amount: an optional sign, digits, then optionally the separator and (possibly no) more digits.
 _AMOUNT = {
     separator: re.compile(rf"(?P<sign>[+-]?)(?P<whole>[0-9]+)(?:{re.escape(separator)}(?P<fraction>[0-9]*))?")
@@ -170,13 +171,16 @@ def to_minor(text: str, currency: str, *, decimal_separator: str = ".", where: s
     Never rounds: a non-zero digit beyond the currency's exponent ("1.234" EUR) is refused. Trailing
     zeros beyond it ("1.230") are exact and accepted. A leading sign is allowed; grouping is not.
     """
-    if decimal_separator not in (".", ","):
+    pattern = _AMOUNT.get(decimal_separator) if type(decimal_separator) is str else None
+    if pattern is None:
         raise StatementParseError(
             f"expected '.' or ',' as decimal separator, found {decimal_separator!r}", location=where
         )
-    exponent = currency_exponent(check_currency(currency, where=where))
+    exponent = CURRENCY_EXPONENTS.get(currency)
+    if exponent is None:
+        exponent = currency_exponent(check_currency(currency, where=where))
     cleaned = (text or "").strip()
-    match = _AMOUNT[decimal_separator].fullmatch(cleaned)
+    match = pattern.fullmatch(cleaned)
     if match is None:
         shown = f"{text!r}" if cleaned else "nothing"
         raise StatementParseError(
@@ -192,7 +196,7 @@ def to_minor(text: str, currency: str, *, decimal_separator: str = ".", where: s
             location=where,
         )
     minor = int(whole + fraction[:exponent].ljust(exponent, "0"))
-    if len(str(minor)) > _MAX_DIGITS:
+    if minor >= _TOO_LARGE:
         raise StatementParseError(f"amount {text.strip()!r} is too large for a statement amount", location=where)
     return -minor if sign == "-" else minor
 

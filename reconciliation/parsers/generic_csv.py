@@ -174,25 +174,31 @@ _CHECKED_CURRENCIES: set[str] = set()  # codes check_currency accepted: a file r
 
 
 def _line(row: CsvRow, m: CsvMapping) -> ParsedLine:
-    columns = m.columns
+    # Called once per row of files of a million rows: the columns are read from the row's dict here
+    # (stripped, "" when absent), and a location is only formatted for an error.
+    columns, values = m.columns, row.values
     currency_column = columns.get("currency")
     if currency_column:
-        currency = row.get(currency_column).upper()
+        currency = values.get(currency_column, "").strip().upper()
         if currency not in _CHECKED_CURRENCIES:
             _CHECKED_CURRENCIES.add(check_currency(currency, where=row.where(currency_column)))
     else:
         currency = m.currency_value
-    amount_text = row.get(columns["amount"])
+    amount_column = columns["amount"]
+    amount_text = values.get(amount_column, "").strip()
     if m.thousands_separator:
         amount_text = amount_text.replace(m.thousands_separator, "")
-    amount = to_minor(amount_text, currency, decimal_separator=m.decimal_separator, where=row.where(columns["amount"]))
+    try:
+        amount = to_minor(amount_text, currency, decimal_separator=m.decimal_separator, where="")
+    except StatementParseError as exc:
+        raise StatementParseError(exc.expected, location=row.where(amount_column)) from None
     if m.sign is not None:
         if amount_text.startswith(("-", "+")):
             raise StatementParseError(
                 f"expected an unsigned amount (the sign comes from column {m.sign.column!r}), found {amount_text!r}",
-                location=row.where(columns["amount"]),
+                location=row.where(amount_column),
             )
-        marker = row.get(m.sign.column)
+        marker = values.get(m.sign.column, "").strip()
         if marker == m.sign.debit:
             amount = -amount
         elif marker != m.sign.credit:
@@ -204,7 +210,9 @@ def _line(row: CsvRow, m: CsvMapping) -> ParsedLine:
     else:
         kind = "DEBIT" if amount < 0 else "CREDIT"
     value_column = columns.get("value_date")
-    reference = row.get(columns.get("reference"))
+    reference_column, counterparty_column = columns.get("reference"), columns.get("counterparty")
+    description_column = columns.get("description")
+    reference = values.get(reference_column, "").strip() if reference_column else ""
     return ParsedLine(
         line_no=row.row_no,
         booking_date=_date(row, columns["date"], m.date_format),
@@ -214,9 +222,9 @@ def _line(row: CsvRow, m: CsvMapping) -> ParsedLine:
         kind=kind,
         reference=reference,
         references={"reference": reference} if reference else {},
-        counterparty=row.get(columns.get("counterparty")),
-        description=row.get(columns.get("description")),
-        raw=row.values,  # the row's own dict: nothing else keeps or changes it
+        counterparty=values.get(counterparty_column, "").strip() if counterparty_column else "",
+        description=values.get(description_column, "").strip() if description_column else "",
+        raw=values,  # the row's own dict: nothing else keeps or changes it
     )
 
 

@@ -24,6 +24,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -91,12 +92,15 @@ _WITHOUT_BATCH_KEYS = "".join(f" - '{key}'" for key in BATCH_KEYS)
 # their key, each item fetched by its own), then the items above the watermark (by the index
 # (source, id)): never the source's history.
 # Most lines name no batch key: for them the references go out as they are, without the four jsonb
-# deletions and lookups per line that were half the statement's time (the result is the same).
+# deletions and lookups per line that were half the statement's time (the result is the same). Most
+# name no reference but their own either ({} or {"reference": <the reference>}): for them nothing
+# goes out, and Python has no text to look at.
 _COLUMNS = """
     i.id, i.side = 'EXTERNAL', i.amount_minor, i.gross_minor, i.fee_minor, i.currency,
     i.value_date - DATE '1970-01-01', i.reference,
     CASE WHEN i.side <> 'EXTERNAL' THEN ''
          WHEN i."references" ?| ARRAY[BATCH_KEY_NAMES] THEN (i."references" WITHOUT_BATCH_KEYS)::text
+         WHEN i."references" = '{}'::jsonb OR i."references" = jsonb_build_object('reference', i.reference) THEN ''
          ELSE i."references"::text END,
     CASE WHEN i.side <> 'EXTERNAL' THEN i.batch_id
          WHEN i."references" ?| ARRAY[BATCH_KEY_NAMES]
@@ -133,10 +137,6 @@ SELECT mi.item_id
 
 def _date(day: int) -> dt.date:
     return _EPOCH + dt.timedelta(days=day)
-
-
-def _int_or_none(text: str) -> int | None:
-    return None if text == "\\N" else int(text)
 
 
 def _extra_keys(references: str, reference: str) -> tuple[str, ...]:
@@ -184,19 +184,20 @@ def _load_items(source_id: int, watermark: _Watermark) -> tuple[list[Item], list
             if "\\" in reference:
                 reference = _unescape(reference)
             keys = (reference,) if reference else ()
+            fee_minor = None if fee == _NULL else int(fee)  # written out: two million rows
             if side == "t":
                 gross_minor = None if gross == _NULL else int(gross)
-                extra = _extra_keys(references, reference)
+                extra = _extra_keys(references, reference) if references else ()
                 if extra:
                     keys += extra
                 compare = amount_minor if gross_minor is None else gross_minor
                 # Most lines name no batch but their reference: one tuple serves as both.
                 batch_keys = keys if batch == reference and not extra and _SEP not in batch else _keys(batch)
-                append(Item(int(id_), True, amount_minor, compare, currency, _int_or_none(fee), int(day), reference,
+                append(Item(int(id_), True, amount_minor, compare, currency, fee_minor, int(day), reference,
                             keys, batch_keys, gross_minor is not None))  # fmt: skip
             else:
-                append(Item(int(id_), False, amount_minor, amount_minor, currency, _int_or_none(fee), int(day),
-                            reference, keys, _keys(batch), False))  # fmt: skip
+                append(Item(int(id_), False, amount_minor, amount_minor, currency, fee_minor, int(day),
+                            reference, keys, _keys(batch) if batch else (), False))  # fmt: skip
     return items, decided
 
 
@@ -285,11 +286,16 @@ class _RunObjects:
         self.matches, self.others = None, ()
 
 
-def _match_rows(matches: list[Match], *, source_id: int, run_id: str, created: str) -> Iterator[bytes]:
-    """The matches as COPY text, 10,000 rows a piece."""
+def _match_rows(
+    matches: list[Match], ids: list[int], names: list[str], *, source_id: int, run_id: str, created: str
+) -> Iterator[bytes]:
+    """The matches as COPY text, 10,000 rows a piece. Each match gets its id and public id here, as it
+    is rendered: the memberships rendered next need the ids, and a duplicate names its original's
+    public id (an original comes before its duplicates)."""
     rule_columns = {}  # rule -> its code and version as COPY text, once per rule rather than per match
     buffer = []
-    for match in matches:
+    for match, pk, name in zip(matches, ids, names, strict=True):
+        match.pk, match.public_id = pk, name
         rule = rule_columns.get(id(match.rule))  # rules are held by the run: their ids are stable
         if rule is None:
             code, version = (match.rule.code, match.rule.version) if match.rule is not None else DUPLICATE_RULE
@@ -300,7 +306,7 @@ def _match_rows(matches: list[Match], *, source_id: int, run_id: str, created: s
             tolerance = {"duplicate_of": original if isinstance(original, str) else original.public_id}
         tolerance = copy_text(json.dumps(tolerance, separators=(",", ":"))) if tolerance else "{}"
         buffer.append(
-            f"{match.pk}\t{match.public_id}\t{source_id}\t{run_id}\t{rule}\t\\N\t{match.shape}\t"
+            f"{pk}\t{name}\t{source_id}\t{run_id}\t{rule}\t\\N\t{match.shape}\t"
             f"{match.result}\t{match.confidence}\t{match.delta}\t{match.currency}\t{tolerance}\t"
             f"{MatchState.ACTIVE}\t{created}\t\\N\t\n"
         )
@@ -330,17 +336,17 @@ def _membership_rows(matches: list[Match]) -> list[bytes]:
 
 
 def _write(
-    source: ReconciliationSource, run: ReconciliationRun, objects: _RunObjects, *, watermark: int,
+    source: ReconciliationSource, run: ReconciliationRun, objects: _RunObjects, *, were_open: list[int],
     now: dt.datetime, timings: dict | None = None,
-) -> int:  # fmt: skip
-    """Write the matches and their memberships and take their open items (those at or below the
-    watermark; the new ones above it have no open-item row) off the open items; returns the items
-    taken. Drops `objects` once they are written out. Raises ItemsAlreadyMatched (the caller's
-    transaction must roll back) if any open item was taken meanwhile."""
+) -> None:  # fmt: skip
+    """Write the matches and their memberships and take the open items they took (`were_open`: those
+    at or below the watermark; the new ones above it have no open-item row) off the open items. Drops
+    `objects` once they are written out. Raises ItemsAlreadyMatched (the caller's transaction must
+    roll back) if any open item was taken meanwhile."""
     matches = objects.matches
     if not matches:
         objects.drop()
-        return 0
+        return
     clock = time.monotonic()
 
     def lap(name: str) -> None:
@@ -350,22 +356,12 @@ def _write(
             timings[f"write.{name}"] = round(moment - clock, 3)
             clock = moment
 
-    ids = _reserve_match_ids(len(matches))
-    names = public_ids("rm", len(matches))
-    for match, pk, name in zip(matches, ids, names, strict=True):
-        match.pk, match.public_id = pk, name
-    del ids, names
-    taken = 0
-    were_open = []
-    for match in matches:
-        for item in match.external:
-            taken += 1
-            if item.id <= watermark:
-                were_open.append(item.id)
-        for item in match.internal:
-            taken += 1
-            if item.id <= watermark:
-                were_open.append(item.id)
+    # The public ids are made in a thread of their own while PostgreSQL hands out the ids: the one is
+    # Python's work, the other the server's.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        minted = pool.submit(public_ids, "rm", len(matches))
+        ids = _reserve_match_ids(len(matches))
+        names = minted.result()
     lap("prepare")
     with raw_cursor() as cursor:
         if were_open:
@@ -376,10 +372,10 @@ def _write(
         # work and Python's overlap on two cores instead of following each other.
         with cursor.copy(_COPY_MATCHES, writer=QueuedLibpqWriter(cursor)) as copy:
             run_id = str(run.pk)
-            for rows in _match_rows(matches, source_id=source.pk, run_id=run_id, created=now.isoformat()):
+            for rows in _match_rows(matches, ids, names, source_id=source.pk, run_id=run_id, created=now.isoformat()):
                 copy.write(rows)
             memberships = _membership_rows(matches)
-            matches = match = item = None  # the last references but the holder's
+            matches = ids = names = None  # the last references but the holder's
             objects.drop()
         lap("copy_matches")
         # The unique index on an item's active membership is the database's own guard: a writer that
@@ -389,7 +385,6 @@ def _write(
                 copy.write(rows)
             del memberships
         lap("copy_memberships")
-        return taken
 
 
 def _take_open_items(cursor, source: ReconciliationSource, were_open: list[int]) -> None:
@@ -562,10 +557,12 @@ def _match_and_write(
         considered_through=through,
     )  # fmt: skip
     left_new = [i.id for i in left if i.id > watermark.considered_through]
+    # The open items the matches took: the items at or below the watermark are the open items loaded.
+    were_open = [i.id for i in items if i.id <= watermark.considered_through and i.taken]
     # From here the run's objects live only in the holder, which the write empties.
     objects = _RunObjects(matches, items, engine, outcome, leftovers, found, left)
     del items, engine, outcome, leftovers, found, left, matches
-    _write(source, run, objects, watermark=watermark.considered_through, now=now, timings=timings)
+    _write(source, run, objects, were_open=were_open, now=now, timings=timings)
     mark = lap("write", mark)
     _watermark_advance(source, run, watermark, through, left_new)
     lap("watermark", mark)

@@ -158,6 +158,7 @@ def encode_lines(
     tail = f"\t{created_at}\n"
     out = []
     append = out.append
+    days: dict[dt.date, str] = {}  # a file's lines share a few dates: each is written out once
     for line in lines:
         kind, reference, references, counterparty = line.kind, line.reference, line.references, line.counterparty
         description, batch_id = line.description, line.batch_id
@@ -166,10 +167,14 @@ def encode_lines(
             description, batch_id = pseudonymise_text(description), pseudonymise_text(batch_id)
             references = pseudonymise_value(references)
         gross, fee, net = line.gross_minor, line.fee_minor, line.net_minor
+        day = line.value_date or line.booking_date
+        iso = days.get(day)
+        if iso is None:
+            iso = days[day] = day.isoformat()
         append(
             f"{fixed}{line.line_no + offset}\t\t\t{escape(kind[:32])}\t{line.amount_minor}\t{line.currency}\t"
             f"{_null(gross) if gross is None else gross}\t{_null(fee) if fee is None else fee}\t"
-            f"{_null(net) if net is None else net}\t{(line.value_date or line.booking_date).isoformat()}\t"
+            f"{_null(net) if net is None else net}\t{iso}\t"
             f"{escape(reference[:140])}\t{escape(_json(references, simple))}\t{escape(counterparty[:140])}\t"
             f"{escape(description)}\t{escape(batch_id[:64])}\t{'t' if line.reversal else 'f'}{tail}"
         )

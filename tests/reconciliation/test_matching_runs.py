@@ -1,6 +1,7 @@
 """Reconciliation runs against the database: statuses and matches written, reruns, items arriving
 later, duplicates across files, batches, undo and manual matches."""
 
+import datetime as dt
 import io
 
 import pytest
@@ -418,3 +419,48 @@ def test_the_run_task_is_safe_to_run_twice(provider_day):
     second = reconciliation_run_task(source_code=src.code)
     assert (first["matches"], second["matches"], second["breaks_opened"]) == (3, 0, 0)
     assert ReconciliationMatch.objects.filter(source=src).count() == 3
+
+
+def test_a_run_loads_each_lines_reference_keys_and_batch_keys_as_the_engine_reads_them():
+    # Given lines whose references name nothing but their reference, other references, or a batch,
+    # and internal movements with and without a batch: new ones, and one the last run left open
+    src = recon.source()
+    file = recon.imported(src, recon.bank_csv([("2024-01-31", "1.00", "IDR", "R0")]))
+    day = dt.date(2024, 1, 31)
+    common = {"source": src, "amount_minor": 100, "currency": "IDR", "value_date": day, "created_at": T0}
+
+    def line(n, reference, references, batch_id=""):
+        return recon.new_item(side=ItemSide.EXTERNAL, statement_file=file, line_no=10 + n, kind="CREDIT",
+                              reference=reference, references=references, batch_id=batch_id, **common)  # fmt: skip
+
+    def movement(n, reference, batch_id=""):
+        return recon.new_item(side=ItemSide.INTERNAL, internal_type="payment_attempt", internal_id=f"pa_{n}",
+                              kind="CAPTURE", reference=reference, batch_id=batch_id, **common)  # fmt: skip
+
+    opened = recon.open_item(line(1, "R1", {}))
+    items = [
+        opened,
+        line(2, "R2", {"reference": "R2"}),
+        line(3, "R3", {"reference": "R3", "merchant_reference": "M3"}),
+        line(4, "R4", {"reference": "R4", "payout_id": "PO4"}),
+        line(5, 'R"5\t\\', {"reference": 'R"5\t\\'}),
+        line(6, "", {"end_to_end_id": "E6"}),
+        line(7, "R7", {"reference": "R7-long-form"}),
+        movement(8, "C8"),
+        movement(9, "", batch_id="B9"),
+    ]
+    # When a run loads them
+    loaded, _ = matching_module._load_items(src.pk, matching_module._watermark(src.pk))
+    keys = {item.id: (item.keys, item.batch_keys) for item in loaded}
+    # Then each has the reference keys and batch keys its references give, whatever the reference holds
+    assert [keys[item.pk] for item in items] == [
+        (("R1",), ("R1",)),
+        (("R2",), ("R2",)),
+        (("R3", "M3"), ("R3",)),
+        (("R4",), ("PO4", "R4")),
+        (('R"5\t\\',), ('R"5\t\\',)),
+        (("E6",), ()),
+        (("R7", "R7-long-form"), ("R7",)),
+        (("C8",), ()),
+        ((), ("B9",)),
+    ]

@@ -173,6 +173,8 @@ def test_non_utf8_csv_is_refused_with_line_and_byte(name):
         ("1,5", "EUR", ",", 150),
         ("5000", "JPY", ".", 5000),
         ("1.234", "KWD", ".", 1234),
+        ("9999999999999999.99", "EUR", ".", 999_999_999_999_999_999),  # the largest: 18 digits of minor units
+        ("00000000000000000000001.00", "EUR", ".", 100),  # leading zeros are not digits of the amount
     ],
 )
 def test_to_minor_converts_exactly(text, currency, separator, minor):
@@ -194,6 +196,8 @@ def test_to_minor_converts_exactly(text, currency, separator, minor):
         ("1e3", "EUR", ".", "found '1e3'"),
         ("NaN", "EUR", ".", "found 'NaN'"),
         ("1" * 19, "EUR", ".", "is too large"),
+        ("10000000000000000.00", "EUR", ".", "is too large"),  # 19 digits of minor units
+        ("-10000000000000000", "EUR", ".", "is too large"),
         ("1.00", "XYZ", ".", "expected an ISO 4217 currency code, found 'XYZ'"),
         ("1.00", "eur", ".", "expected an ISO 4217 currency code, found 'eur'"),
         ("1.00", "EUR", ";", "expected '.' or ',' as decimal separator"),
