@@ -169,21 +169,30 @@ class Engine:
     # --- the rules -----------------------------------------------------------------------------------
 
     def exact_reference(self, rule: Rule) -> None:
-        with_reference, outcome = self._with_reference, self.outcome
+        # Written out (no generator, no call per key or per match): this pass sees every line of the
+        # run and makes most of its matches. What _with_reference and _take do, done in place.
+        by_reference, made = self.by_reference, self.outcome.matches
+        before = len(made)
         for e in self.externals:
             if e.taken or not e.keys:
                 continue
-            for key in e.keys:  # written out (no generator): this pass sees every line of the run
+            for key in e.keys:
+                held = by_reference.get(key)
+                if held is None:
+                    continue
                 found = None
-                for i in with_reference(key):
+                for i in held if type(held) is list else (held,):
                     if (not i.taken and i.currency == e.currency and i.amount == e.compare
                             and (e.fee is None or i.fee is None or e.fee == i.fee)):  # fmt: skip
                         found = i
                         break
                 if found is not None:
-                    _take(outcome, Match(rule, MatchStatus.MATCHED, MatchShape.ONE_TO_ONE, "1.000", 0, e.currency, {},
-                                         [e], [found]))  # fmt: skip
+                    e.taken = found.taken = True
+                    made.append(Match(rule, MatchStatus.MATCHED, MatchShape.ONE_TO_ONE, "1.000", 0, e.currency, {},
+                                      [e], [found]))  # fmt: skip
                     break
+        per_rule = self.outcome.per_rule
+        per_rule[rule.code] = per_rule.get(rule.code, 0) + len(made) - before
 
     def reference_tolerance(self, rule: Rule) -> None:
         absolute = _param(rule, "tolerance_minor", 0)
